@@ -101,6 +101,17 @@ class BSAFusionNet(nn.Module):
             out.transfer_logits_fixed, out.transfer_logits_moving = dis_logits[:n], dis_logits[n:]
         return out
 
+    def fuse_aligned(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """Only the fusion branch, with a zero flow: for pairs that are already registered."""
+        check_network_input(fixed, moving)
+        n, _, h, w = fixed.shape
+        grid = (h // PATCH, w // PATCH)
+        shallow, deep = self.encoder(torch.cat((fixed, moving)))
+        _, _, tokens = self.transfer.classifier(deep)
+        maps = tokens_to_map(tokens, *grid)
+        zero = fixed.new_zeros(n, 2, h, w)
+        return self.fusion_net(maps[:n], maps[n:], shallow[:n], shallow[n:], zero)
+
     @torch.no_grad()
     def reload_discriminator(self) -> None:
         """Overwrite the (frozen) discriminator with the classifier, as after every epoch."""

@@ -1,0 +1,206 @@
+"""The 2D inference API: load a model, fuse batches of slices or a pair of numpy images."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .errors import InputError, WeightsError
+from .network import BSAFusionNet, resize_flow, warp_image
+from .network.folded import fold_for_inference
+from .resources import bundled_weights
+from .weights import MODALITIES, load_network
+
+log = logging.getLogger(__name__)
+
+MIN_SIZE = 32
+DEFAULT_IMAGE_SIZE = 256
+
+
+@dataclass
+class FusionModel:
+    """A loaded network on a device, ready for :func:`fuse_batch`."""
+
+    net: BSAFusionNet
+    device: torch.device
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    engine: BSAFusionNet = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.net = self.net.to(self.device).eval()
+        self.engine = fold_for_inference(self.net).to(self.device)
+
+    @property
+    def modality(self) -> str | None:
+        return self.metadata.get("modality")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.metadata.get("image_size") or DEFAULT_IMAGE_SIZE)
+
+
+@dataclass
+class BatchFusion:
+    """Results for a batch, on the CPU, float32, on the input grid."""
+
+    fused: Tensor
+    warped: Tensor
+    displacement: Tensor  # (N, 2, H, W) pixels: [:, 0] along columns (x), [:, 1] along rows (y)
+
+
+@dataclass
+class FusionResult:
+    """Results for one pair of numpy images."""
+
+    fused: np.ndarray
+    warped: np.ndarray
+    displacement: np.ndarray  # (H, W, 2) pixels: [..., 0] along columns (x), [..., 1] along rows (y)
+
+
+def _mps_works() -> bool:
+    try:
+        return bool(torch.backends.mps.is_available()) and bool(torch.ones(1, device="mps").add(1).item() == 2)
+    except Exception:  # a broken MPS runtime raises many kinds of errors
+        return False
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/"auto": CUDA when available, else MPS when it works, else the CPU."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_works() else torch.device("cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available")
+    return resolved
+
+
+_cache: dict[tuple[str, float, str], FusionModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load_model(source: str | Path, device: str | torch.device | None = None) -> FusionModel:
+    """Load weights: our ``.safetensors``, an authors' ``.pkl``, or a bundled "CT"/"PET"/"SPECT".
+
+    Models are cached per (file, modification time, device), so repeated calls are instant.
+    """
+    if isinstance(source, str) and source.upper() in MODALITIES and not Path(source).exists():
+        path = bundled_weights(source)
+    else:
+        path = Path(source)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    target = resolve_device(device)
+    key = (str(path.resolve()), path.stat().st_mtime, str(target))
+    with _cache_lock:
+        if key not in _cache:
+            net, meta = load_network(path)
+            _cache[key] = FusionModel(net, target, meta, source=str(path))
+            log.info("loaded %s on %s", path, target)
+        return _cache[key]
+
+
+def model_from_network(net: BSAFusionNet, device: str | torch.device | None = None,
+                       metadata: dict[str, Any] | None = None) -> FusionModel:
+    """Wrap an in-memory network (e.g. during training) for :func:`fuse_batch`."""
+    return FusionModel(net, resolve_device(device), dict(metadata or {}), source="<in memory>")
+
+
+def check_pair(fixed: Tensor, moving: Tensor) -> None:
+    """Shapes, channels, size and value range of a batch; raises :class:`InputError`."""
+    if fixed.dim() != 4 or fixed.shape[1] != 1:
+        raise InputError(f"fixed must be (N, 1, H, W), got {tuple(fixed.shape)}")
+    if moving.dim() != 4 or moving.shape[1] not in (1, 3):
+        raise InputError(f"moving must be (N, 1, H, W) or (N, 3, H, W) RGB, got {tuple(moving.shape)}")
+    if fixed.shape[0] != moving.shape[0] or fixed.shape[-2:] != moving.shape[-2:]:
+        raise InputError(
+            f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} differ in batch or image size"
+        )
+    if min(fixed.shape[-2:]) < MIN_SIZE:
+        raise InputError(f"images must be at least {MIN_SIZE}x{MIN_SIZE}, got {tuple(fixed.shape[-2:])}")
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if not torch.is_floating_point(image):
+            raise InputError(f"{name} must be a floating-point image in [0, 1], got {image.dtype}")
+        if not torch.isfinite(image).all():
+            raise InputError(f"{name} contains NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(f"{name} values must lie in [0, 1], found [{low:.4g}, {high:.4g}]")
+
+
+def _to_working(image: Tensor, size: int) -> Tensor:
+    if image.shape[-2:] == (size, size):
+        return image
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=max(image.shape[-2:]) > size)
+
+
+def _from_working(image: Tensor, shape: tuple[int, int]) -> Tensor:
+    if tuple(image.shape[-2:]) == tuple(shape):
+        return image
+    return F.interpolate(image, size=shape, mode="bilinear", align_corners=False)
+
+
+@torch.inference_mode()
+def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
+               zero_displacement: bool = False) -> BatchFusion:
+    """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
+
+    The network runs at ``model.image_size``; results come back at the input size, with the
+    displacement in the input's pixels. ``zero_displacement=True`` fuses without registering.
+    """
+    check_pair(fixed, moving)
+    shape = tuple(fixed.shape[-2:])
+    size = model.image_size
+    fixed = fixed.to(model.device, torch.float32)
+    moving = moving.to(model.device, torch.float32)
+    ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
+    luma = moving if ycbcr is None else ycbcr[:, :1]
+    fixed_w, luma_w = _to_working(fixed, size), _to_working(luma, size)
+    if zero_displacement:
+        fused_w = model.engine.fuse_aligned(fixed_w, luma_w)
+        displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
+    else:
+        out = model.engine(fixed_w, luma_w, with_discriminator=False)
+        fused_w, displacement = out.fused, resize_flow(out.flow, shape)
+    warped = warp_image(moving, displacement)
+    fused = _from_working(fused_w, shape).clamp(0, 1)
+    if ycbcr is not None:
+        chroma = warp_image(ycbcr[:, 1:], displacement)
+        fused = ycbcr_to_rgb(torch.cat((fused, chroma), dim=1)).clamp(0, 1)
+    return BatchFusion(fused=fused.float().cpu(), warped=warped.float().cpu(),
+                       displacement=displacement.float().cpu())
+
+
+def _image_tensor(image: np.ndarray, name: str) -> Tensor:
+    array = np.asarray(image)
+    if array.ndim == 2:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    if array.ndim == 3 and array.shape[2] == 3:
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))[None]
+    raise InputError(f"{name} must be (H, W) or (H, W, 3) RGB, got shape {array.shape}")
+
+
+def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel, **options: Any) -> FusionResult:
+    """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1]."""
+    if np.asarray(fixed).ndim != 2:
+        raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
+    out = fuse_batch(model, _image_tensor(fixed, "fixed"), _image_tensor(moving, "moving"), **options)
+
+    def to_numpy(t: Tensor) -> np.ndarray:
+        array = t[0].numpy()
+        return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+    return FusionResult(fused=to_numpy(out.fused), warped=to_numpy(out.warped),
+                        displacement=out.displacement[0].permute(1, 2, 0).numpy())

@@ -1,0 +1,171 @@
+"""Model files: our safetensors format, and the authors' ``.pkl`` checkpoints.
+
+Nothing here executes code from a file: safetensors holds raw tensors, and the authors'
+checkpoints are read with ``torch.load(weights_only=True)``. Every file is checked before use
+(format, version, every expected tensor with its shape, finite values, the recorded sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .errors import WeightsError
+from .network import CHECKPOINT_PARTS, BSAFusionNet
+
+log = logging.getLogger(__name__)
+
+FORMAT = "bsafusion-weights"
+FORMAT_VERSION = 1
+METADATA_KEY = "bsafusion"
+MODALITIES = ("CT", "PET", "SPECT")
+
+
+def tensors_sha256(state: dict[str, Tensor]) -> str:
+    """A digest of names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _atomic_path(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_weights(path: str | Path, net: BSAFusionNet, metadata: dict[str, Any] | None = None,
+                 dtype: torch.dtype = torch.float16) -> dict[str, Any]:
+    """Write ``net`` as safetensors with our metadata in its header; returns that metadata."""
+    path = Path(path)
+    state = {name: t.detach().to("cpu", dtype).contiguous() for name, t in net.state_dict().items()}
+    meta = {**(metadata or {}), "format": FORMAT, "format_version": FORMAT_VERSION,
+            "dtype": str(dtype).removeprefix("torch."), "sha256": tensors_sha256(state)}
+    modality = meta.get("modality")
+    if modality is not None and modality not in MODALITIES:
+        raise WeightsError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    tmp = _atomic_path(path)
+    try:
+        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return meta
+
+
+def _expected_shapes() -> dict[str, torch.Size]:
+    return {name: t.shape for name, t in BSAFusionNet().state_dict().items()}
+
+
+def check_state(state: dict[str, Tensor], source: str | Path) -> None:
+    """Every tensor of the network present with its shape, nothing extra, all finite."""
+    expected = _expected_shapes()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise WeightsError(
+            f"{source} does not hold BSAFusion weights: {len(missing)} tensors missing "
+            f"(e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})"
+        )
+    for name, shape in expected.items():
+        if state[name].shape != shape:
+            raise WeightsError(f"{source}: {name} has shape {tuple(state[name].shape)}, expected {tuple(shape)}")
+        if not torch.isfinite(state[name]).all():
+            raise WeightsError(f"{source}: {name} holds NaN or infinite values")
+
+
+def _file_kind(path: Path) -> str:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    with path.open("rb") as f:
+        head = f.read(9)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise WeightsError(f"{path} is neither a safetensors file nor a PyTorch checkpoint")
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read and check our safetensors weights: (state dict, metadata)."""
+    path = Path(path)
+    if _file_kind(path) != "safetensors":
+        raise WeightsError(f"{path} is not a safetensors file")
+    try:
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"{path} is corrupt or truncated: {error}") from error
+    if METADATA_KEY not in header:
+        raise WeightsError(f"{path} is a safetensors file without BSAFusion metadata")
+    try:
+        meta = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise WeightsError(f"{path}: its BSAFusion metadata is not valid JSON") from error
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(
+            f"{path}: format {meta.get('format')!r} version {meta.get('format_version')!r} is not "
+            f"{FORMAT!r} version {FORMAT_VERSION}"
+        )
+    if tensors_sha256(state) != meta.get("sha256"):
+        raise WeightsError(f"{path}: the tensors do not match the sha256 recorded in the file (corrupt?)")
+    check_state(state, path)
+    return state, meta
+
+
+def read_reference_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """Read an authors' checkpoint (four state dicts) as one flat state dict of our network."""
+    path = Path(path)
+    if _file_kind(path) != "torch":
+        raise WeightsError(f"{path} is not a PyTorch checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for bad or unsafe pickles
+        raise WeightsError(f"{path} could not be read as a weights-only checkpoint: {error}") from error
+    if not isinstance(checkpoint, dict) or not set(CHECKPOINT_PARTS) <= set(checkpoint):
+        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise WeightsError(
+            f"{path} is not a BSAFusion checkpoint: expected the keys {sorted(CHECKPOINT_PARTS)}, found {keys}"
+        )
+    state = {f"{part}.{name}": tensor.float()
+             for key, part in CHECKPOINT_PARTS.items() for name, tensor in checkpoint[key].items()}
+    check_state(state, path)
+    return state
+
+
+def load_network(path: str | Path) -> tuple[BSAFusionNet, dict[str, Any]]:
+    """A float32 network in eval mode from our weights or an authors' checkpoint."""
+    path = Path(path)
+    if _file_kind(path) == "torch":
+        state = read_reference_checkpoint(path)
+        meta: dict[str, Any] = {"source": "authors-checkpoint", "file": path.name, "image_size": 256}
+    else:
+        state, meta = read_weights(path)
+    net = BSAFusionNet()
+    net.load_state_dict({name: t.float() for name, t in state.items()}, strict=True)
+    return net.eval(), meta
+
+
+def import_reference(source: str | Path, destination: str | Path, *, modality: str | None = None,
+                     dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Convert an authors' ``.pkl`` checkpoint to our safetensors format."""
+    net = BSAFusionNet()
+    net.load_state_dict(read_reference_checkpoint(source), strict=True)
+    meta = {"modality": modality, "image_size": 256,
+            "training": {"source": f"imported from the authors' checkpoint {Path(source).name}"}}
+    return save_weights(destination, net, meta, dtype=dtype)
