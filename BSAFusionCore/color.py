@@ -1,4 +1,8 @@
-"""RGB <-> YCbCr with the coefficients of the published pipeline (spec section 11), values in [0, 1]."""
+"""RGB <-> YCbCr with the coefficients of the published pipeline (spec section 11), values in [0, 1].
+
+(quirk) The published forward conversion weights G by 0.564 where BT.601 has 0.504, so the two
+conversions are not exact inverses. Published results were made with these numbers; they stay.
+"""
 
 from __future__ import annotations
 

@@ -13,5 +13,5 @@ class WeightsError(BSAFusionError, ValueError):
     """A model file is missing, corrupt, or of a format we do not read."""
 
 
-class Cancelled(BSAFusionError):  # noqa: N818 - reads better at the call site than CancelledError
+class Cancelled(BSAFusionError):
     """The caller asked the running job to stop; nothing was written."""

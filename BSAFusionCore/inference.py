@@ -23,6 +23,7 @@ from .weights import MODALITIES, load_network
 log = logging.getLogger(__name__)
 
 MIN_SIZE = 32
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_IMAGE_SIZE = 256
 
 
@@ -34,11 +35,18 @@ class FusionModel:
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    precision: str = "auto"
     engine: BSAFusionNet = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.precision not in (*PRECISIONS, "auto"):
+            raise InputError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         self.net = self.net.to(self.device).eval()
         self.engine = fold_for_inference(self.net).to(self.device)
+        if self.precision == "auto":
+            self.precision = "fp32"
+            if self.device.type == "cuda" and mixed_precision_agrees(self, "bf16"):
+                self.precision = "bf16"
 
     @property
     def modality(self) -> str | None:
@@ -47,6 +55,11 @@ class FusionModel:
     @property
     def image_size(self) -> int:
         return int(self.metadata.get("image_size") or DEFAULT_IMAGE_SIZE)
+
+    def autocast(self) -> torch.autocast:
+        """Mixed precision for the network, per ``precision`` (fp32 disables it)."""
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 @dataclass
@@ -65,6 +78,34 @@ class FusionResult:
     fused: np.ndarray
     warped: np.ndarray
     displacement: np.ndarray  # (H, W, 2) pixels: [..., 0] along columns (x), [..., 1] along rows (y)
+
+
+def mixed_precision_agrees(model: FusionModel, precision: str, *, fused_tolerance: float = 0.02,
+                           displacement_tolerance: float = 0.25) -> bool:
+    """Whether ``precision`` reproduces float32 on a probe pair (the built-in example).
+
+    Agreement: fused within ``fused_tolerance`` and displacement within ``displacement_tolerance``
+    pixels, both as the 99th percentile of the absolute difference.
+    """
+    from .examples import example_pair
+
+    mri, ct, _ = example_pair(model.image_size)
+    fixed = torch.from_numpy(mri)[None, None].to(model.device)
+    moving = torch.from_numpy(ct)[None, None].to(model.device)
+    chosen = model.precision
+    try:
+        model.precision = "fp32"
+        exact = fuse_batch(model, fixed, moving)
+        model.precision = precision
+        mixed = fuse_batch(model, fixed, moving)
+    finally:
+        model.precision = chosen
+    fused_error = torch.quantile((exact.fused - mixed.fused).abs().flatten(), 0.99).item()
+    flow_error = torch.quantile((exact.displacement - mixed.displacement).abs().flatten(), 0.99).item()
+    agrees = fused_error <= fused_tolerance and flow_error <= displacement_tolerance
+    log.info("%s vs fp32 on the probe pair: fused %.4f, displacement %.3f px (99th percentiles): %s",
+             precision, fused_error, flow_error, "using it" if agrees else "staying with fp32")
+    return agrees
 
 
 def _mps_works() -> bool:
@@ -86,14 +127,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
-_cache: dict[tuple[str, float, str], FusionModel] = {}
+_cache: dict[tuple[str, float, str, str], FusionModel] = {}
 _cache_lock = threading.Lock()
 
 
-def load_model(source: str | Path, device: str | torch.device | None = None) -> FusionModel:
+def load_model(source: str | Path, device: str | torch.device | None = None,
+               precision: str = "auto") -> FusionModel:
     """Load weights: our ``.safetensors``, an authors' ``.pkl``, or a bundled "CT"/"PET"/"SPECT".
 
-    Models are cached per (file, modification time, device), so repeated calls are instant.
+    ``precision``: "fp32", "bf16" or "fp16" autocast, or "auto": bf16 on CUDA when it reproduces fp32
+    on a probe pair (:func:`mixed_precision_agrees`), else fp32.
+    Models are cached per (file, modification time, device, precision), so repeated calls are instant.
     """
     if isinstance(source, str) and source.upper() in MODALITIES and not Path(source).exists():
         path = bundled_weights(source)
@@ -102,19 +146,19 @@ def load_model(source: str | Path, device: str | torch.device | None = None) -> 
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     target = resolve_device(device)
-    key = (str(path.resolve()), path.stat().st_mtime, str(target))
+    key = (str(path.resolve()), path.stat().st_mtime, str(target), precision)
     with _cache_lock:
         if key not in _cache:
             net, meta = load_network(path)
-            _cache[key] = FusionModel(net, target, meta, source=str(path))
+            _cache[key] = FusionModel(net, target, meta, source=str(path), precision=precision)
             log.info("loaded %s on %s", path, target)
         return _cache[key]
 
 
 def model_from_network(net: BSAFusionNet, device: str | torch.device | None = None,
-                       metadata: dict[str, Any] | None = None) -> FusionModel:
+                       metadata: dict[str, Any] | None = None, precision: str = "auto") -> FusionModel:
     """Wrap an in-memory network (e.g. during training) for :func:`fuse_batch`."""
-    return FusionModel(net, resolve_device(device), dict(metadata or {}), source="<in memory>")
+    return FusionModel(net, resolve_device(device), dict(metadata or {}), source="<in memory>", precision=precision)
 
 
 def check_pair(fixed: Tensor, moving: Tensor) -> None:
@@ -168,12 +212,16 @@ def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
     ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
     luma = moving if ycbcr is None else ycbcr[:, :1]
     fixed_w, luma_w = _to_working(fixed, size), _to_working(luma, size)
-    if zero_displacement:
-        fused_w = model.engine.fuse_aligned(fixed_w, luma_w)
-        displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
-    else:
-        out = model.engine(fixed_w, luma_w, with_discriminator=False)
-        fused_w, displacement = out.fused, resize_flow(out.flow, shape)
+    with model.autocast():
+        if zero_displacement:
+            fused_w = model.engine.fuse_aligned(fixed_w, luma_w)
+            flow_w = None
+        else:
+            out = model.engine(fixed_w, luma_w, with_discriminator=False)
+            fused_w, flow_w = out.fused, out.flow
+    fused_w = fused_w.float()
+    zero = fixed.new_zeros(fixed.shape[0], 2, *shape)
+    displacement = zero if flow_w is None else resize_flow(flow_w.float(), shape)
     warped = warp_image(moving, displacement)
     fused = _from_working(fused_w, shape).clamp(0, 1)
     if ycbcr is not None:

@@ -3,6 +3,8 @@ the Transfer blocks, and the modality discriminator (spec sections 3 to 5)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,14 +22,15 @@ class SelfAttention(nn.Module):
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.out_proj = nn.Linear(width, width)
-        self.dropout = dropout
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         n, length, width = x.shape
         # The 3*width outputs are laid out as (q|k|v, head, head_dim).
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        # Explicit softmax attention: the published arithmetic (a fused SDPA kernel rounds differently).
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+        out = self.dropout(weights) @ v
         return self.out_proj(out.transpose(1, 2).reshape(n, length, width))
 
 

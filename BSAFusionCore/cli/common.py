@@ -1,0 +1,40 @@
+"""Helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..images import atomic_output
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", "--model", dest="weights",
+                        help="our .safetensors, an authors' .pkl, or CT/PET/SPECT for the bundled weights "
+                             "(default: the bundled weights of --modality)")
+    parser.add_argument("--modality", default="CT", type=str.upper, choices=["CT", "PET", "SPECT"],
+                        help="the moving image's modality (default CT)")
+    parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, mps")
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def run_record(**fields: Any) -> dict[str, Any]:
+    """What was run, with versions, for the JSON record beside outputs."""
+    return {
+        "bsafusion": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **fields,
+    }

@@ -1,0 +1,85 @@
+"""The network and our inference engine reproduce the published implementation (fixture)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from BSAFusionCore.network import BSAFusionNet
+from BSAFusionCore.network.folded import fold_for_inference
+from BSAFusionCore.weights import import_reference, load_network
+
+TOLERANCE = 1e-4
+
+
+def _arrays(out) -> dict[str, np.ndarray]:
+    arrays = {name: value.numpy() for name, value in vars(out).items() if isinstance(value, torch.Tensor)}
+    for side in ("fixed", "moving"):
+        for level, flow in enumerate(getattr(out, f"flow_levels_{side}"), start=1):
+            arrays[f"flow_level{level}_{side}_side"] = flow.numpy()
+    return arrays
+
+
+def _inside(flow: np.ndarray) -> np.ndarray:
+    """Pixels whose sample point (j + u, i + v) lies inside the image."""
+    _, _, h, w = flow.shape
+    i, j = np.mgrid[0:h, 0:w]
+    x, y = j + flow[:, 0], i + flow[:, 1]
+    return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1))[:, None]
+
+
+def _check_all(out, expected) -> None:
+    arrays = _arrays(out)
+    names = [n for n in expected.files if n not in ("fixed", "moving")]
+    for name in names:
+        got, want = arrays[name], expected[name]
+        assert got.shape == want.shape, name
+        if name == "warped_moving":
+            mask = np.broadcast_to(_inside(expected["flow"]), want.shape)
+            got, want = got[mask], want[mask]
+        error = float(np.abs(got - want).max())
+        assert error <= TOLERANCE, f"{name}: max |error| {error:.2e}"
+
+
+@pytest.fixture(scope="module")
+def fixture_data(reference_fixture: Path):
+    expected = np.load(reference_fixture / "expected.npz")
+    net, _ = load_network(reference_fixture / "reference_checkpoint.pkl")
+    return net, expected
+
+
+def _run(net, expected, **kwargs):
+    with torch.inference_mode():
+        return net(torch.from_numpy(expected["fixed"]), torch.from_numpy(expected["moving"]), **kwargs)
+
+
+def test_published_form_matches_every_fixture_array(fixture_data):
+    net, expected = fixture_data
+    _check_all(_run(net, expected), expected)
+
+
+def test_folded_engine_matches_every_fixture_array(fixture_data):
+    net, expected = fixture_data
+    _check_all(_run(fold_for_inference(net), expected), expected)
+
+
+def test_imported_safetensors_hold_the_same_weights(fixture_data, reference_fixture, tmp_path):
+    net, _ = fixture_data
+    meta = import_reference(reference_fixture / "reference_checkpoint.pkl", tmp_path / "w.safetensors",
+                            modality="CT")
+    assert meta["modality"] == "CT" and len(meta["sha256"]) == 64
+    again, loaded_meta = load_network(tmp_path / "w.safetensors")
+    assert loaded_meta["sha256"] == meta["sha256"]
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
+
+
+def test_reference_layout_round_trips():
+    torch.manual_seed(1)
+    net = BSAFusionNet()
+    other = BSAFusionNet()
+    other.load_reference_state_dict(net.reference_state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), other.state_dict().values(), strict=True))

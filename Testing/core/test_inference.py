@@ -1,0 +1,156 @@
+"""The 2D inference API: sizes, batches, colour, determinism, the displacement convention, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import BSAFusionCore as bf
+from BSAFusionCore.color import rgb_to_ycbcr, ycbcr_to_rgb
+from BSAFusionCore.examples import deform, example_pair, head_phantom
+from BSAFusionCore.inference import mixed_precision_agrees
+from BSAFusionCore.network import BSAFusionOutput
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (45, 70), (97, 33)])
+def test_any_size_comes_back_at_input_size(small_model, shape):
+    rng = np.random.default_rng(0)
+    result = bf.fuse_images(rng.random(shape), rng.random(shape), small_model)
+    assert result.fused.shape == shape and result.warped.shape == shape
+    assert result.displacement.shape == (*shape, 2)
+    assert np.isfinite(result.displacement).all()
+    assert result.fused.min() >= 0 and result.fused.max() <= 1
+
+
+def test_a_slice_gives_the_same_result_alone_and_in_a_batch(small_model):
+    torch.manual_seed(3)
+    fixed, moving = torch.rand(4, 1, 80, 72), torch.rand(4, 1, 80, 72)
+    batch = bf.fuse_batch(small_model, fixed, moving)
+    alone = bf.fuse_batch(small_model, fixed[2:3], moving[2:3])
+    assert torch.allclose(batch.fused[2:3], alone.fused, atol=1e-5)
+    assert torch.allclose(batch.displacement[2:3], alone.displacement, atol=1e-4)
+
+
+def test_results_are_deterministic(small_model):
+    mri, ct, _ = example_pair(64)
+    first, second = bf.fuse_images(mri, ct, small_model), bf.fuse_images(mri, ct, small_model)
+    assert np.array_equal(first.fused, second.fused)
+    assert np.array_equal(first.displacement, second.displacement)
+
+
+def test_colour_moving_image_goes_through_ycbcr(small_model):
+    rng = np.random.default_rng(1)
+    mri = rng.random((64, 64)).astype(np.float32)
+    pet = rng.random((64, 64, 3)).astype(np.float32)
+    result = bf.fuse_images(mri, pet, small_model)
+    assert result.fused.shape == (64, 64, 3) and result.warped.shape == (64, 64, 3)
+    # The network saw the Y channel: its flow equals that of the grayscale Y image.
+    luma = rgb_to_ycbcr(torch.from_numpy(pet).permute(2, 0, 1)[None])[0, 0].numpy()
+    gray = bf.fuse_images(mri, luma, small_model)
+    np.testing.assert_allclose(result.displacement, gray.displacement, atol=1e-5)
+    # Fused colour = the published recombination of the fused Y with the PET's warped chroma.
+    chroma = rgb_to_ycbcr(torch.from_numpy(result.warped).permute(2, 0, 1)[None])[:, 1:]
+    expected = ycbcr_to_rgb(torch.cat((torch.from_numpy(gray.fused)[None, None], chroma), dim=1)).clamp(0, 1)
+    np.testing.assert_allclose(result.fused, expected[0].permute(1, 2, 0).numpy(), atol=1e-5)
+
+
+def test_ycbcr_uses_the_published_coefficients():
+    white = torch.ones(1, 3, 1, 1)
+    np.testing.assert_allclose(rgb_to_ycbcr(white).flatten().numpy(), [0.9815, 0.5, 0.5], atol=1e-6)
+    grey = torch.full((1, 3, 1, 1), 0.5)
+    assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(grey)), torch.full((1, 3, 1, 1), 1.164 * 0.919 * 0.5), atol=1e-6)
+
+def _known_flow_engine(monkeypatch, model, flow_fn):
+    """Replace the network by one that returns a known flow, to test the convention around it."""
+
+    def forward(fixed, moving, with_discriminator=True):
+        flow = flow_fn(fixed)
+        zero = torch.zeros_like(fixed)
+        return BSAFusionOutput(flow=flow, fused=fixed, warped_moving=zero, flow_fixed_side=zero, flow_moving_side=zero)
+
+    monkeypatch.setattr(model.engine, "forward", forward)
+
+def test_translation_gives_a_constant_displacement_of_the_right_sign(monkeypatch, random_net):
+    model = bf.model_from_network(random_net, "cpu", {"image_size": 64})
+    shift_x, shift_y = 3.0, -2.0  # in working pixels (64 px); the input is 128 px
+    _known_flow_engine(monkeypatch, model, lambda f: torch.tensor([shift_x, shift_y]).view(1, 2, 1, 1).expand(
+        f.shape[0], 2, *f.shape[-2:]).clone())
+    mri = head_phantom(128, "MRI")
+    # Moving image = the MRI moved 6 px right and 4 px up: aligning samples at (j + 6, i - 4).
+    moved = np.roll(np.roll(mri, 6, axis=1), -4, axis=0)
+    result = bf.fuse_images(mri, moved, model)
+    np.testing.assert_allclose(result.displacement[..., 0], 6.0, atol=1e-4)
+    np.testing.assert_allclose(result.displacement[..., 1], -4.0, atol=1e-4)
+    interior = (slice(10, -10), slice(10, -10))
+    np.testing.assert_allclose(result.warped[interior], mri[interior], atol=1e-5)
+
+def test_warp_follows_the_documented_convention():
+    image = torch.arange(20.0).view(1, 1, 4, 5)
+    flow = torch.zeros(1, 2, 4, 5)
+    flow[:, 0], flow[:, 1] = 1.0, 2.0  # sample (j + 1, i + 2)
+    warped = bf.network.warp_image(image, flow)
+    assert torch.equal(warped[0, 0, :2, :4], image[0, 0, 2:, 1:])
+    half = bf.network.warp_image(image, torch.full((1, 2, 4, 5), 0.5))
+    assert torch.allclose(half[0, 0, 0, 0], (image[0, 0, 0, 0] + image[0, 0, 1, 0] + image[0, 0, 0, 1]
+                                              + image[0, 0, 1, 1]) / 4)
+
+def test_resize_flow_keeps_the_physical_displacement():
+    flow = torch.zeros(1, 2, 64, 64)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0
+    out = bf.network.resize_flow(flow, (128, 32))
+    assert torch.allclose(out[:, 0], torch.full((1, 128, 32), 1.0))
+    assert torch.allclose(out[:, 1], torch.full((1, 128, 32), -2.0))
+
+def test_compose_flows_weights_levels_by_their_scale():
+    from BSAFusionCore.network.registration import compose_flows
+
+    levels = [torch.full((1, 2, 2**k, 2**k), 1.0) for k in range(1, 6)]
+    assert torch.allclose(compose_flows(levels, (32, 32)), torch.full((1, 2, 32, 32), 31.0))
+
+def test_example_deformation_is_the_documented_warp():
+    _, ct, displacement = example_pair(64)
+    assert np.array_equal(ct, deform(head_phantom(64, "CT"), displacement))
+    assert 0.3 < np.abs(displacement).mean() < 3
+
+def test_zero_displacement_fuses_without_moving(small_model):
+    mri, ct, _ = example_pair(64)
+    result = bf.fuse_images(mri, ct, small_model, zero_displacement=True)
+    assert not result.displacement.any()
+    np.testing.assert_allclose(result.warped, ct, atol=1e-6)
+
+def test_mixed_precision_check_rejects_a_precision_that_changes_results(small_model):
+    # Random weights are chaotic: bf16 moves them far from fp32, and the check must say so.
+    assert not mixed_precision_agrees(small_model, "bf16", fused_tolerance=1e-6, displacement_tolerance=1e-6)
+    assert mixed_precision_agrees(small_model, "fp32", fused_tolerance=0, displacement_tolerance=0)
+
+GOOD = np.zeros((40, 40), np.float32)
+
+@pytest.mark.parametrize(
+    ("fixed", "moving", "message"),
+    [
+        (np.zeros((40, 40, 3)), GOOD, "2D"),
+        (GOOD, np.zeros((40, 40, 4)), "RGB"),
+        (GOOD, np.zeros((40, 41)), "differ"),
+        (np.zeros((31, 40)), np.zeros((31, 40)), "at least 32"),
+        (np.full((40, 40), np.nan), GOOD, "NaN"),
+        (GOOD, np.full((40, 40), np.inf), "NaN or infinite"),
+        (np.full((40, 40), 1.5), GOOD, r"\[0, 1\]"),
+        (GOOD, np.full((40, 40), -0.1), r"\[0, 1\]"),
+    ],
+)
+def test_bad_input_is_named(small_model, fixed, moving, message):
+    with pytest.raises(bf.InputError, match=message):
+        bf.fuse_images(fixed, moving, small_model)
+
+def test_batch_api_checks_channels(small_model):
+    with pytest.raises(bf.InputError, match="fixed must be"):
+        bf.fuse_batch(small_model, torch.zeros(1, 3, 40, 40), torch.zeros(1, 1, 40, 40))
+    with pytest.raises(bf.InputError, match="floating-point"):
+        bf.fuse_batch(small_model, torch.zeros(1, 1, 40, 40, dtype=torch.uint8), torch.zeros(1, 1, 40, 40))
+
+def test_unknown_device_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(bf.InputError, match="no CUDA"):
+        bf.resolve_device("cuda")
