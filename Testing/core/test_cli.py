@@ -1,0 +1,68 @@
+"""The ``bsafusion`` command: fuse, import-reference, demo and benchmark-speed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from BSAFusionCore.cli import main
+from BSAFusionCore.examples import example_pair
+from BSAFusionCore.images import read_image, write_image
+from BSAFusionCore.weights import read_weights, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, random_net):
+    path = tmp_path_factory.mktemp("cli") / "small.safetensors"
+    save_weights(path, random_net, {"modality": "CT", "image_size": 64})
+    return path
+
+
+def test_fuse_writes_every_output(tmp_path, weights):
+    mri, ct, _ = example_pair(80)
+    write_image(tmp_path / "mri.png", mri)
+    write_image(tmp_path / "ct.png", ct)
+    out = tmp_path / "out"
+    code = main(["fuse", "--fixed", str(tmp_path / "mri.png"), "--moving", str(tmp_path / "ct.png"),
+                 "--weights", str(weights), "--output-dir", str(out), "--device", "cpu"])
+    assert code == 0
+    assert read_image(out / "fused.png").shape == (80, 80)
+    assert read_image(out / "warped.png").shape == (80, 80)
+    displacement = np.load(out / "displacement.npy")
+    assert displacement.shape == (80, 80, 2) and displacement.dtype == np.float32
+    record = json.loads((out / "fusion.json").read_text())
+    assert record["weights"] == str(weights) and record["model"]["image_size"] == 64
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_fuse_reports_a_missing_input(tmp_path, weights, caplog):
+    code = main(["fuse", "--fixed", str(tmp_path / "no.png"), "--moving", str(tmp_path / "no.png"),
+                 "--weights", str(weights), "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "does not exist" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_reference_converts_an_authors_checkpoint(tmp_path, random_net):
+    source = tmp_path / "BSAFusion_SPECT.pkl"
+    torch.save(random_net.reference_state_dict(), source)
+    assert main(["import-reference", str(source), str(tmp_path / "spect.safetensors")]) == 0
+    state, meta = read_weights(tmp_path / "spect.safetensors")
+    assert meta["modality"] == "SPECT" and meta["dtype"] == "float32"
+    assert torch.equal(state["fusion_net.F1.mlp.weight"], random_net.state_dict()["fusion_net.F1.mlp.weight"])
+
+
+def test_demo_runs_on_built_in_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "none"))
+    assert main(["demo", "--output-dir", str(tmp_path), "--size", "64", "--device", "cpu"]) == 0
+    assert read_image(tmp_path / "overview.png").shape == (64, 256)
+    assert "UNTRAINED" in json.loads((tmp_path / "demo.json").read_text())["weights"]
+
+
+def test_benchmark_speed_prints_a_row_per_batch(capsys):
+    assert main(["benchmark-speed", "--size", "32", "--batch-sizes", "1", "2", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 2

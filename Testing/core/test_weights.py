@@ -1,0 +1,101 @@
+"""Model files: our format round-trips, and every bad file gets a clear error without running code."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+import BSAFusionCore as bf
+from BSAFusionCore.weights import read_weights, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory, random_net):
+    path = tmp_path_factory.mktemp("w") / "model.safetensors"
+    save_weights(path, random_net, {"modality": "PET", "image_size": 64, "training": {"epochs": 3}})
+    return path
+
+
+def test_round_trip_keeps_metadata_and_fp16_values(weights_file, random_net):
+    state, meta = read_weights(weights_file)
+    assert meta["modality"] == "PET" and meta["training"] == {"epochs": 3}
+    assert meta["format_version"] == 1 and meta["dtype"] == "float16"
+    for name, tensor in random_net.state_dict().items():
+        assert torch.equal(state[name], tensor.half()), name
+    model = bf.load_model(weights_file, device="cpu")
+    assert model.modality == "PET" and model.image_size == 64
+    assert bf.load_model(weights_file, device="cpu") is model  # cached
+
+
+def test_bundled_name_without_bundled_weights_names_the_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(bf.WeightsError, match="no bundled weights for SPECT"):
+        bf.load_model("SPECT")
+    with pytest.raises(bf.WeightsError, match="does not exist"):
+        bf.load_model(tmp_path / "nothing.safetensors")
+
+
+def test_tampered_tensors_fail_the_checksum(weights_file, tmp_path):
+    data = bytearray(weights_file.read_bytes())
+    data[-3] ^= 0xFF
+    bad = tmp_path / "tampered.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(bf.WeightsError, match="sha256"):
+        read_weights(bad)
+
+
+def test_truncated_file_is_reported_corrupt(weights_file, tmp_path):
+    bad = tmp_path / "truncated.safetensors"
+    bad.write_bytes(weights_file.read_bytes()[:5000])
+    with pytest.raises(bf.WeightsError, match="corrupt"):
+        bf.load_model(bad)
+
+
+def test_other_files_are_refused(tmp_path):
+    text = tmp_path / "notes.safetensors"
+    text.write_text("hello")
+    with pytest.raises(bf.WeightsError, match="neither a safetensors file nor a PyTorch checkpoint"):
+        bf.load_model(text)
+    other = tmp_path / "other.pkl"
+    torch.save({"model": {"w": torch.zeros(2)}}, other)
+    with pytest.raises(bf.WeightsError, match="not a BSAFusion checkpoint"):
+        bf.load_model(other)
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(bf.WeightsError, match="without BSAFusion metadata"):
+        bf.load_model(plain)
+
+
+def test_wrong_shapes_are_named(random_net, tmp_path):
+    checkpoint = random_net.reference_state_dict()
+    checkpoint["fusion_net_state_dict"]["F1.mlp.bias"] = torch.zeros(3)
+    path = tmp_path / "BSAFusion_CT.pkl"
+    torch.save(checkpoint, path)
+    with pytest.raises(bf.WeightsError, match=r"F1.mlp.bias has shape \(3,\)"):
+        bf.load_model(path)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_pickled_code_is_never_executed(tmp_path, capsys):
+    path = tmp_path / "evil.pkl"
+    with path.open("wb") as f:
+        pickle.dump({"encoder_state_dict": _Exploit()}, f, protocol=2)
+    with pytest.raises(bf.WeightsError, match="weights-only"):
+        bf.load_model(path)
+    assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_authors_checkpoint_loads_directly(random_net, tmp_path):
+    path = tmp_path / "BSAFusion_CT.pkl"
+    torch.save(random_net.reference_state_dict(), path)
+    model = bf.load_model(path, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(model.net.state_dict().values(),
+                                                   random_net.state_dict().values(), strict=True))
