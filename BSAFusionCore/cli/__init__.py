@@ -15,6 +15,7 @@ COMMANDS = [
     "import_reference",
     "demo",
     "benchmark_speed",
+    "batch",
 ]
 
 

@@ -1,0 +1,88 @@
+"""The volume branch of ``bsafusion fuse``: read two volumes, fuse them, write the output folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from ..errors import InputError
+from ..inference import FusionModel, load_model
+from ..progress import ProgressCallback
+from ..weights import MODALITIES
+from .intensity import COLORMAPS, CT_WINDOWS
+from .io import prepare_output_dir, read_volume
+from .outputs import write_outputs
+from .pipeline import fuse_volumes
+from .prealign import PREALIGN_MODES
+
+log = logging.getLogger(__name__)
+
+def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that only volumes have (the input, output and model options belong to ``fuse``)."""
+    group = parser.add_argument_group("volumes (NRRD, NIfTI, MHA, DICOM folder)")
+    group.add_argument("--prealign", choices=PREALIGN_MODES, default="none",
+                       help="3-D pre-alignment before the slice-wise step (default: none)")
+    group.add_argument("--axis", type=int, choices=(0, 1, 2), default=None,
+                       help="ITK index axis to slice through (default: the one nearest inferior-superior)")
+    group.add_argument("--ct-window", choices=tuple(CT_WINDOWS), default=None,
+                       help="map CT intensities with this window instead of percentiles")
+    group.add_argument("--color-fusion", action="store_true",
+                       help="colour the (PET/SPECT) moving volume with --colormap; RGB fused output")
+    group.add_argument("--colormap", choices=COLORMAPS, default="hot")
+    group.add_argument("--percentiles", type=float, nargs=2, default=(0.5, 99.5), metavar=("LOW", "HIGH"),
+                       help="intensity percentiles mapped to 0 and 1 (default: 0.5 99.5)")
+    group.add_argument("--batch-size", type=int, default=8, help="slices per model call (default: 8)")
+
+
+def model_source(modality: str | None, weights: str | None) -> str:
+    """What to give ``load_model``: a weights file when given, else the bundled model of ``modality``."""
+    if weights:
+        return str(weights)
+    if modality is None or modality.upper() not in MODALITIES:
+        raise InputError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    return modality.upper()
+
+
+def run_volume_fuse(args: argparse.Namespace) -> int:
+    """Fuse ``args.moving`` onto ``args.fixed`` and write everything into ``args.output_dir``."""
+    source = model_source(args.modality, args.weights)
+    fixed = read_volume(args.fixed, "fixed volume")
+    moving = read_volume(args.moving, "moving volume")
+    model = load_model(source, device=args.device)
+    folder = prepare_output_dir(args.output_dir)
+    with terminal_progress() as progress:
+        fuse_case(fixed, moving, model, folder, args, progress,
+                  inputs={"fixed": str(args.fixed), "moving": str(args.moving), "model_source": source})
+    log.info("wrote %s", folder)
+    return 0
+
+
+def fuse_case(
+    fixed: sitk.Image, moving: sitk.Image, model: FusionModel, folder: Path, args: argparse.Namespace,
+    progress: ProgressCallback | None, inputs: dict[str, str],
+) -> None:
+    """One case: fuse with the volume options of ``args`` and write the output folder."""
+    result = fuse_volumes(
+        fixed, moving, model, prealign=args.prealign, axis=args.axis, ct_window=args.ct_window,
+        color_fusion=args.color_fusion, colormap=args.colormap, percentiles=tuple(args.percentiles),
+        batch_size=args.batch_size, progress=progress,
+    )
+    write_outputs(result, fixed, folder, {"inputs": inputs})
+
+
+@contextmanager
+def terminal_progress() -> Iterator[ProgressCallback]:
+    """A tqdm bar on the terminal, driven by a progress callback."""
+    with tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+
+        def update(fraction: float, stage: str) -> None:
+            bar.set_description_str(stage, refresh=False)
+            bar.update(round(100 * fraction) - bar.n)
+
+        yield update

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""BSAFusion as a Slicer scripted CLI module; also runs standalone from a shell.
+
+The command line is built from ``BSAFusionCLI.xml`` (the module's SEM description), so the two
+cannot disagree. Progress goes to stdout as ``<filter-progress>`` lines, which Slicer shows.
+
+    python BSAFusionCLI.py --xml
+    python BSAFusionCLI.py MRI.nrrd CT.nrrd --modality CT --prealign rigid \
+        --fused fused.nrrd --warped warped.nrrd --displacement displacement.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+XML_PATH = Path(__file__).with_suffix(".xml")
+FILTER_NAME = "BSAFusion"
+TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
+
+
+def _import_core() -> None:
+    """Use an installed BSAFusionCore, else the one of the source tree this script sits in."""
+    try:
+        import BSAFusionCore  # noqa: F401
+    except ImportError:
+        source_tree = Path(__file__).resolve().parents[2]
+        if not (source_tree / "BSAFusionCore").is_dir():
+            raise
+        sys.path.insert(0, str(source_tree))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one argument per parameter of the XML."""
+    root = ElementTree.parse(XML_PATH).getroot()
+    parser = argparse.ArgumentParser(prog="BSAFusionCLI", description=root.findtext("title"))
+    parser.add_argument("--xml", action="store_true", help="print the module's XML description and exit")
+    positional = []
+    for group in root.iter("parameters"):
+        for element in group:
+            name = element.findtext("name")
+            if name is None:
+                continue
+            default = element.findtext("default")
+            options: dict = {"help": (element.findtext("description") or "").strip()}
+            if element.tag == "boolean":
+                options["action"] = "store_true"
+            else:
+                options["type"] = {"integer": int, "float": float}.get(element.tag, str)
+                options["default"] = None if default is None else options["type"](default)
+                choices = [e.text for e in element.findall("element")]
+                if choices:
+                    options["choices"] = choices
+            if element.findtext("index") is not None:
+                positional.append((int(element.findtext("index")), name, options))
+            else:
+                parser.add_argument(element.findtext("longflag"), dest=name, **options)
+    for _, name, options in sorted(positional, key=lambda item: item[0]):
+        parser.add_argument(name, nargs="?", **{k: v for k, v in options.items() if k != "default"})
+    return parser
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def progress_line(fraction: float, stage: str) -> None:
+    _emit(f"<filter-progress>{fraction:.4f}</filter-progress>")
+    _emit(f"<filter-comment>{stage}</filter-comment>")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Fuse and write every output that was asked for."""
+    import SimpleITK as sitk
+
+    from BSAFusionCore.errors import InputError
+    from BSAFusionCore.inference import load_model
+    from BSAFusionCore.volumes import fuse_volumes
+    from BSAFusionCore.volumes.command import model_source
+    from BSAFusionCore.volumes.io import read_volume, write_image, write_text, write_transform
+
+    if not args.fixedVolume or not args.movingVolume:
+        raise InputError("both the fixed and the moving volume are needed")
+    outputs = (args.fusedVolume, args.warpedVolume, args.displacementTransform, args.recordFile)
+    if not any(outputs):
+        raise InputError("no output was asked for (--fused, --warped, --displacement or --record)")
+    fixed = read_volume(args.fixedVolume, "fixed volume")
+    moving = read_volume(args.movingVolume, "moving volume")
+    source = model_source(args.modality, args.weights)
+    model = load_model(source, device=None if args.device in (None, "", "auto") else args.device)
+    result = fuse_volumes(
+        fixed,
+        moving,
+        model,
+        prealign=args.prealign,
+        axis=None if args.axis < 0 else args.axis,
+        ct_window=None if args.ctWindow == "none" else args.ctWindow,
+        color_fusion=args.colorFusion,
+        colormap=args.colormap,
+        percentiles=(args.lowPercentile, args.highPercentile),
+        batch_size=args.batchSize,
+        progress=progress_line,
+    )
+    if args.fusedVolume:
+        write_image(result.fused, args.fusedVolume)
+    if args.warpedVolume:
+        write_image(result.warped, args.warpedVolume)
+    if args.displacementTransform:
+        path = Path(args.displacementTransform)
+        if path.suffix.lower() in TRANSFORM_SUFFIXES:
+            write_transform(sitk.DisplacementFieldTransform(sitk.Image(result.displacement)), path)
+        else:
+            write_image(result.displacement, path)
+    if args.prealignmentTransform and result.prealignment is not None:
+        write_transform(result.prealignment, args.prealignmentTransform)
+    if args.recordFile:
+        record = {
+            "inputs": {"fixed": args.fixedVolume, "moving": args.movingVolume, "model_source": source},
+            **result.record,
+        }
+        write_text(json.dumps(record, indent=2, default=str) + "\n", args.recordFile)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.xml:
+        _emit(XML_PATH.read_text(encoding="utf-8"))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _import_core()
+    from BSAFusionCore.errors import BSAFusionError
+
+    started = time.perf_counter()
+    _emit(
+        f"<filter-start><filter-name>{FILTER_NAME}</filter-name>"
+        "<filter-comment>registering and fusing</filter-comment></filter-start>"
+    )
+    try:
+        run(args)
+    except BSAFusionError as error:
+        sys.stderr.write(f"BSAFusion error: {error}\n")
+        return 2
+    _emit(
+        f"<filter-end><filter-name>{FILTER_NAME}</filter-name>"
+        f"<filter-time>{time.perf_counter() - started:.2f}</filter-time></filter-end>"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
