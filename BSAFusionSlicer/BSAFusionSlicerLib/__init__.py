@@ -1,0 +1,1 @@
+"""Qt-free Slicer logic of BSAFusion: MRML nodes <-> SimpleITK images, output nodes, dependencies."""

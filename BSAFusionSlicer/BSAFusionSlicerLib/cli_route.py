@@ -1,0 +1,42 @@
+"""Parameters of the ``BSAFusionCLI`` module (its XML names) for a background run from the panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .logic import OutputNodes
+from .settings import PanelSettings
+
+CLI_NAMES = {
+    "model": "weights",
+    "prealign": "prealign",
+    "axis": "axis",
+    "ct_window": "ctWindow",
+    "color_fusion": "colorFusion",
+    "colormap": "colormap",
+    "batch_size": "batchSize",
+    "device": "device",
+}
+"""``process`` option -> parameter name in ``BSAFusionCLI.xml``."""
+
+AUTO_AXIS = -1
+"""The CLI's spelling of "the axis nearest inferior-superior"."""
+
+
+def cli_parameters(
+    fixed, moving, outputs: OutputNodes, settings: PanelSettings, record_file: str | None = None
+) -> dict[str, Any]:
+    """The ``slicer.cli.run`` parameters for the same run ``process`` would do with ``settings``."""
+    parameters: dict[str, Any] = {
+        "fixedVolume": fixed,
+        "movingVolume": moving,
+        "modality": settings.modality,
+        "fusedVolume": outputs.fused,
+        "warpedVolume": outputs.warped,
+        "displacementTransform": outputs.transform,
+    }
+    for option, value in settings.process_options().items():
+        parameters[CLI_NAMES[option]] = AUTO_AXIS if option == "axis" and value is None else value
+    if record_file:
+        parameters["recordFile"] = record_file
+    return parameters

@@ -1,0 +1,49 @@
+"""The panel's settings (as the parameter node stores them) -> keyword options of ``process``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from BSAFusionCore.errors import InputError
+
+SLICE_AXES = ("auto", "i", "j", "k")
+CT_WINDOW_CHOICES = ("none", "brain", "soft-tissue", "bone", "full")
+MODEL_SOURCES = ("bundled", "file")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class PanelSettings:
+    """What the user chose in the panel, with the panel's own spellings."""
+
+    modality: str = "CT"
+    model_source: str = "bundled"
+    model_file: str = ""
+    prealign: str = "none"
+    slice_axis: str = "auto"
+    ct_window: str = "none"
+    color_fusion: bool = False
+    colormap: str = "hot"
+    device: str = "auto"
+    batch_size: int = 8
+
+    def process_options(self) -> dict[str, Any]:
+        """Keyword options of ``process``: CT windows only for CT, colour fusion only for PET/SPECT."""
+        options: dict[str, Any] = {
+            "prealign": self.prealign,
+            "axis": None if self.slice_axis == "auto" else SLICE_AXES.index(self.slice_axis) - 1,
+            "batch_size": self.batch_size,
+            "device": self.device,
+        }
+        if self.model_source == "file":
+            if not Path(self.model_file).is_file():
+                raise InputError(f"model file not found: '{self.model_file}'")
+            options["model"] = self.model_file
+        if self.modality == "CT" and self.ct_window != "none":
+            options["ct_window"] = self.ct_window
+        if self.modality in ("PET", "SPECT") and self.color_fusion:
+            options["color_fusion"] = True
+            options["colormap"] = self.colormap
+        return options
