@@ -25,14 +25,21 @@ TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
 
 
 def _import_core() -> None:
-    """Use an installed BSAFusionCore, else the one of the source tree this script sits in."""
+    """Use an importable BSAFusionCore, else the one installed with the extension, else the source tree's.
+
+    In an installed extension this script is in ``lib/Slicer-X.Y/cli-modules`` and BSAFusionCore
+    (with ``Resources/weights``) in ``lib/Slicer-X.Y/qt-scripted-modules``; in a checkout both are
+    two folders up.
+    """
     try:
         import BSAFusionCore  # noqa: F401
     except ImportError:
-        source_tree = Path(__file__).resolve().parents[2]
-        if not (source_tree / "BSAFusionCore").is_dir():
-            raise
-        sys.path.insert(0, str(source_tree))
+        here = Path(__file__).resolve()
+        for folder in (here.parents[1] / "qt-scripted-modules", here.parents[2]):
+            if (folder / "BSAFusionCore").is_dir():
+                sys.path.insert(0, str(folder))
+                return
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
