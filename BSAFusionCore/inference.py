@@ -56,6 +56,12 @@ class FusionModel:
     def image_size(self) -> int:
         return int(self.metadata.get("image_size") or DEFAULT_IMAGE_SIZE)
 
+    @property
+    def network_batch(self) -> int:
+        """Slices per network call: one on the CPU, where larger batches are slower per slice
+        (memory-bound; see docs/BENCHMARKS.md); everything at once on a GPU."""
+        return 1 if self.device.type == "cpu" else 1 << 30
+
     def autocast(self) -> torch.autocast:
         """Mixed precision for the network, per ``precision`` (fp32 disables it)."""
         dtype = PRECISIONS[self.precision]
@@ -212,16 +218,21 @@ def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
     ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
     luma = moving if ycbcr is None else ycbcr[:, :1]
     fixed_w, luma_w = _to_working(fixed, size), _to_working(luma, size)
-    with model.autocast():
-        if zero_displacement:
-            fused_w = model.engine.fuse_aligned(fixed_w, luma_w)
-            flow_w = None
-        else:
-            out = model.engine(fixed_w, luma_w, with_discriminator=False)
-            fused_w, flow_w = out.fused, out.flow
-    fused_w = fused_w.float()
-    zero = fixed.new_zeros(fixed.shape[0], 2, *shape)
-    displacement = zero if flow_w is None else resize_flow(flow_w.float(), shape)
+    fused_parts, flow_parts = [], []
+    for fixed_part, luma_part in zip(fixed_w.split(model.network_batch), luma_w.split(model.network_batch),
+                                     strict=True):
+        with model.autocast():
+            if zero_displacement:
+                fused_parts.append(model.engine.fuse_aligned(fixed_part, luma_part))
+            else:
+                out = model.engine(fixed_part, luma_part, with_discriminator=False)
+                fused_parts.append(out.fused)
+                flow_parts.append(out.flow)
+    fused_w = torch.cat(fused_parts).float()
+    if flow_parts:
+        displacement = resize_flow(torch.cat(flow_parts).float(), shape)
+    else:
+        displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
     warped = warp_image(moving, displacement)
     fused = _from_working(fused_w, shape).clamp(0, 1)
     if ycbcr is not None:
