@@ -6,19 +6,29 @@ The 2D API::
     model = bf.load_model("CT")                 # or a .safetensors / authors' .pkl path
     result = bf.fuse_images(mri, ct, model)      # numpy arrays in [0, 1]
     result.fused, result.warped, result.displacement
+
+The inference API is imported on first use, so that ``BSAFusionCore.errors`` and
+``BSAFusionCore.progress`` load without torch (the Slicer module imports them at start-up).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import BSAFusionError, Cancelled, InputError, WeightsError
-from .inference import (
-    BatchFusion,
-    FusionModel,
-    FusionResult,
-    fuse_batch,
-    fuse_images,
-    load_model,
-    model_from_network,
-    resolve_device,
-)
+
+if TYPE_CHECKING:
+    from .inference import (
+        BatchFusion,
+        FusionModel,
+        FusionResult,
+        fuse_batch,
+        fuse_images,
+        load_model,
+        model_from_network,
+        resolve_device,
+    )
 
 __version__ = "0.1.0"
 
@@ -37,3 +47,10 @@ __all__ = [
     "model_from_network",
     "resolve_device",
 ]
+_INFERENCE = set(__all__) - {"BSAFusionError", "Cancelled", "InputError", "WeightsError", "__version__"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INFERENCE:
+        return getattr(importlib.import_module(".inference", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
