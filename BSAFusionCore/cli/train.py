@@ -1,0 +1,142 @@
+"""``bsafusion train``: train or fine-tune BSAFusion, resume a run, export its weights."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+# Settings a resumed run takes from its checkpoint.
+_FIXED_BY_RUN = (
+    "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
+    "fusion_steers_registration",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train BSAFusion on aligned pairs (synthetic deformations), resume, or export weights",
+        description=(
+            "Train BSAFusion on aligned MRI + CT/PET/SPECT pairs; the moving image is deformed "
+            "synthetically and the network learns to undo it while fusing. Run under torchrun for "
+            "several GPUs/processes. With --export, only write the run's best weights."
+        ),
+    )
+    data = parser.add_argument_group("data (one source)")
+    data.add_argument("--aanlib", type=Path, help="folder with <X>-MRI/{MRI,<X>}/NAME.png (or that <X>-MRI folder)")
+    data.add_argument("--pairs-csv", type=Path, help="CSV with columns fixed,moving[,case] (paths relative to it)")
+    data.add_argument(
+        "--volume-pair", type=Path, nargs=2, action="append", metavar=("FIXED", "MOVING"),
+        help="two aligned 3D volumes (MRI first), sliced along --axis; repeatable",
+    )
+    data.add_argument("--axis", type=int, default=2, help="slicing axis of volumes: 0, 1 or 2 (i, j, k; default 2)")
+    data.add_argument("--modality", default="CT", help="moving modality: CT, PET or SPECT (default CT)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--run-dir", type=Path, required=True, help="folder of checkpoints and logs")
+    run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.pt")
+    run.add_argument("--init", help="start from these weights (ours, the authors' .pkl, or CT/PET/SPECT)")
+    run.add_argument("--export", type=Path, metavar="WEIGHTS", help="export the run's best checkpoint and exit")
+    run.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: the GPU of this process, else CPU)")
+    run.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"], help="GPU mixed precision")
+    hyper = parser.add_argument_group("training")
+    hyper.add_argument("--image-size", type=int, default=256, help="training resolution, multiple of 16")
+    hyper.add_argument("--batch-size", type=int, default=32, help="per process")
+    hyper.add_argument("--epochs", type=int, default=3000)
+    hyper.add_argument("--lr", type=float, default=5e-5)
+    hyper.add_argument("--lr-min", type=float, default=5e-7)
+    hyper.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for validation")
+    hyper.add_argument("--val-every", type=int, default=10, help="validate every N epochs (0: never)")
+    hyper.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps")
+    hyper.add_argument("--max-steps", type=int, default=0, help="stop after N steps in total (0: no limit)")
+    hyper.add_argument("--deformation-scale", type=float, default=1.0, help="1 = the published deformation size")
+    hyper.add_argument("--seed", type=int, default=0)
+    hyper.add_argument(
+        "--fusion-steers-registration", action="store_true",
+        help="let the fusion loss train the flow too (published); by default only the registration losses do",
+    )
+    hyper.add_argument(
+        "--random-flow-init", action="store_true",
+        help="keep the random initialisation of the flow heads (published) instead of starting from zero motion",
+    )
+    parser.set_defaults(func=run_train)
+
+
+def _load_samples(args: argparse.Namespace):
+    from ..training import data
+
+    sources = [s for s in (args.aanlib, args.pairs_csv, args.volume_pair) if s]
+    if len(sources) != 1:
+        raise InputError("give exactly one data source: --aanlib, --pairs-csv or --volume-pair")
+    if args.aanlib:
+        pairs = data.aanlib_pairs(args.aanlib, args.modality)
+        return data.load_file_pairs(pairs, args.image_size), f"{args.aanlib} ({args.modality}-MRI)"
+    if args.pairs_csv:
+        pairs = data.csv_pairs(args.pairs_csv)
+        return data.load_file_pairs(pairs, args.image_size), str(args.pairs_csv)
+    samples = []
+    for fixed, moving in args.volume_pair:
+        samples += data.load_volume_pair(fixed, moving, args.image_size, axis=args.axis)
+    return samples, ", ".join(f"{f.name} + {m.name} (axis {args.axis})" for f, m in args.volume_pair)
+
+
+def _export(run_dir: Path, output: Path) -> int:
+    from ..training.export import export_checkpoint
+    from ..training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT
+
+    checkpoint = run_dir / BEST_CHECKPOINT
+    if not checkpoint.is_file():
+        checkpoint = run_dir / LAST_CHECKPOINT
+    if not checkpoint.is_file():
+        raise InputError(f"{run_dir} has no checkpoint to export")
+    weights, card = export_checkpoint(checkpoint, output)
+    log.info("exported %s to %s and %s", checkpoint, weights, card)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.export:
+        return _export(args.run_dir, args.export)
+    from ..training.data import split_by_case
+    from ..training.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
+
+    last = args.run_dir / LAST_CHECKPOINT
+    if last.is_file() and not args.resume:
+        raise InputError(f"{args.run_dir} already holds a run: pass --resume, or choose another --run-dir")
+    if args.resume:
+        if not last.is_file():
+            raise InputError(f"nothing to resume: {last} does not exist")
+        saved = load_checkpoint(last)["config"]
+        for name in _FIXED_BY_RUN:  # the run's own settings win over the command line's
+            setattr(args, name, saved[name])
+    samples, description = _load_samples(args)
+    train, val = split_by_case(samples, args.val_fraction, args.seed)
+    log.info("%d training pairs, %d validation pairs", len(train), len(val))
+    config = TrainConfig(
+        run_dir=str(args.run_dir), modality=args.modality, image_size=args.image_size,
+        batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, lr_min=args.lr_min,
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed, amp=args.amp,
+        deformation_scale=args.deformation_scale, max_steps=args.max_steps, data_description=description,
+        zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
+        init_weights="" if args.resume else str(args.init or ""),
+    )
+    initial = None
+    if args.init and not args.resume:
+        from ..inference import load_model
+
+        initial = load_model(args.init, device="cpu").net.state_dict()
+    trainer = Trainer(config, train, val, device=args.device, initial_state=initial)
+    try:
+        if args.resume:
+            trainer.resume()
+        state = trainer.run()
+    finally:
+        trainer.close()
+    if trainer.dist.main and state.epoch >= config.epochs:
+        _export(args.run_dir, args.run_dir / f"BSAFusion_{args.modality}.safetensors")
+    return 0

@@ -1,0 +1,115 @@
+"""Export a training checkpoint as fp16 safetensors weights with a model card."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
+from ..network import BSAFusionNet
+from ..weights import save_weights
+from .trainer import TrainConfig, TrainState, load_checkpoint
+
+_FIGURES = (
+    ("ssim", "SSIM warped vs label (higher is better)"),
+    ("ncc", "NCC warped vs label (higher is better)"),
+    ("epe", "endpoint error vs ground truth, px (lower is better)"),
+)
+
+
+def export_metadata(config: TrainConfig, state: TrainState) -> dict:
+    """What the weights file records about its training."""
+    return {
+        "modality": config.modality,
+        "image_size": config.image_size,
+        "source": "bsafusion train",
+        "data": config.data_description,
+        "train_pairs": state.train_pairs,
+        "val_pairs": state.val_pairs,
+        "epochs_done": state.epoch,
+        "epochs_planned": config.epochs,
+        "steps": state.global_step,
+        "batch_size": config.batch_size,
+        "training_hours": round(state.elapsed_s / 3600, 2),
+        "hardware": "; ".join(state.hardware),
+        "validation": state.validation,
+        "validation_epoch": state.validation_epoch,
+    }
+
+
+def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str:
+    """The markdown model card of exported weights."""
+    deformation = config.deformation()
+    if config.init_weights:
+        start = f"fine-tuned from `{config.init_weights}`"
+    else:
+        start = "trained from random initialisation" + (" (flow heads zeroed)" if config.zero_flow_init else "")
+    routing = "the flow learns from every loss (published routing)" if config.fusion_steers_registration else (
+        "the fusion loss kept off the flow (see docs/training.md)"
+    )
+    lines = [
+        f"# BSAFusion weights for {config.modality}-MRI: `{weights_name}`",
+        "",
+        f"Made with `bsafusion train` (BSAFusionCore): {start}, with every loss of the BSAFusion paper",
+        f"(AAAI 2025), {routing}, on aligned pairs deformed by synthetic affine + elastic fields.",
+        "",
+        f"- Data: {config.data_description or 'not recorded'}; {state.train_pairs} training pairs, "
+        f"{state.val_pairs} held-out validation pairs (whole cases).",
+        f"- Working resolution: {config.image_size}x{config.image_size} (inference resizes to it).",
+        f"- Epochs: {state.epoch} of {config.epochs} planned ({state.global_step} steps, batch {config.batch_size});"
+        f" Adam, cosine annealing {config.lr:g} -> {config.lr_min:g} over the planned run; final mu {state.mu:.3f}.",
+        f"- Training time: {state.elapsed_s / 3600:.2f} h on {'; '.join(state.hardware) or 'unknown hardware'}.",
+        f"- Synthetic deformation: translation up to {config.max_translation:g} of the size, elastic sigma "
+        f"{deformation['elastic_sigma']:g} px, kernel {deformation['elastic_kernel']}, magnitude "
+        f"{deformation['elastic_magnitude']:g} (= the published field scaled to this size).",
+        "- Stored as float16 safetensors; load with `BSAFusionCore.load_model(path)`.",
+        "",
+    ]
+    if state.validation:
+        lines += [
+            f"## Validation (epoch {state.validation_epoch}, "
+            f"{state.val_pairs} held-out pairs, fixed synthetic deformations)",
+            "",
+            "| figure | no registration | this model |",
+            "|---|---|---|",
+        ]
+        for key, label in _FIGURES:
+            lines.append(
+                f"| {label} | {state.validation[f'{key}_unregistered']:.4f} | {state.validation[key]:.4f} |"
+            )
+        fusion = [name for name in FUSION_METRICS if name in state.validation]
+        if fusion:
+            lines += [
+                "",
+                "Fusion metrics of the fused image against the MRI and the aligned label (the paper's five):",
+                "",
+                "| metric | average of the two images | this model |",
+                "|---|---|---|",
+            ]
+            for name in fusion:
+                better = "higher" if HIGHER_IS_BETTER[name] else "lower"
+                lines.append(
+                    f"| {name} ({better} is better) | {state.validation[f'{name}_average']:.4f} "
+                    f"| {state.validation[name]:.4f} |"
+                )
+    else:
+        lines.append("No validation figures were recorded for this checkpoint.")
+    return "\n".join(lines) + "\n"
+
+
+def export_checkpoint(checkpoint_path: Path, output: Path) -> tuple[Path, Path]:
+    """Write ``output`` (fp16 safetensors) and ``output`` with suffix ``.md`` (the model card)."""
+    checkpoint = load_checkpoint(Path(checkpoint_path))
+    config, state = TrainConfig(**checkpoint["config"]), TrainState(**checkpoint["state"])
+    net = BSAFusionNet()
+    net.load_state_dict(checkpoint["model"])
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(output, net, export_metadata(config, state), dtype=torch.float16)
+    card = output.with_suffix(".md")
+    tmp = card.with_name(card.name + ".tmp")
+    tmp.write_text(model_card(config, state, output.name))
+    os.replace(tmp, card)
+    return output, card

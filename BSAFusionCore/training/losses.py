@@ -1,0 +1,103 @@
+"""The losses of the BSAFusion paper (NETWORK_SPEC.md section 12)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import spatial_gradient
+from kornia.metrics import ssim
+from torch import Tensor
+
+MRI_LABEL = (0.0, 1.0)
+OTHER_LABEL = (1.0, 0.0)
+INTENSITY_WEIGHT = 0.5  # lambda of the intensity loss
+
+
+def soft_cross_entropy(logits: Tensor, target: tuple[float, float]) -> Tensor:
+    """Cross-entropy of (N,2) logits against one soft target for the whole batch."""
+    target_t = torch.tensor(target, dtype=logits.dtype, device=logits.device)
+    return -(F.log_softmax(logits, dim=1) * target_t).sum(dim=1).mean()
+
+
+def ssim_loss(a: Tensor, b: Tensor) -> Tensor:
+    """1 - SSIM (Gaussian window 11, sigma 1.5, data range 1), averaged."""
+    return 1 - ssim(a, b, 11, max_val=1.0).mean()
+
+
+def sobel(image: Tensor) -> Tensor:
+    """|Gx| + |Gy| of the 3x3 Sobel kernels."""
+    gradient = spatial_gradient(image, mode="sobel", normalized=False)
+    return gradient.abs().sum(dim=2)
+
+
+def roughness(flow: Tensor) -> Tensor:
+    """r(phi) = (mean(dx^2) + mean(dy^2)) / 3 of forward differences."""
+    dx = flow[..., :, 1:] - flow[..., :, :-1]
+    dy = flow[..., 1:, :] - flow[..., :-1, :]
+    return ((dx**2).mean() + (dy**2).mean()) / 3
+
+
+def smoothness_loss(levels_fixed: list[Tensor], levels_moving: list[Tensor], flow: Tensor) -> Tensor:
+    """Eq. 8: sum over levels i of 10^(i-5) (r(phiA_i) + r(phiB_i)), plus r(flow)."""
+    total = roughness(flow)
+    for i, (phi_a, phi_b) in enumerate(zip(levels_fixed, levels_moving, strict=True), start=1):
+        total = total + 10.0 ** (i - 5) * (roughness(phi_a) + roughness(phi_b))
+    return total
+
+
+def registration_loss(label: Tensor, warped: Tensor) -> Tensor:
+    """Consistency of the warped moving image with its aligned label: SSIM loss + L1."""
+    return ssim_loss(label, warped) + F.l1_loss(warped, label)
+
+
+@dataclass
+class LossTerms:
+    """The loss of one batch, its terms, and the two SSIM losses that adapt mu."""
+
+    total: Tensor
+    ce_modality: Tensor
+    ce_transfer: Tensor
+    smooth: Tensor
+    registration: Tensor
+    fusion: Tensor
+    ssim_fused_warped: Tensor
+    ssim_fused_fixed: Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {name: float(value.detach()) for name, value in vars(self).items()}
+
+
+def bsafusion_loss(
+    output, fixed: Tensor, label: Tensor, mu: float, *, fusion_steers_registration: bool = True
+) -> LossTerms:
+    """Every loss of the paper for a network output (``BSAFusionOutput``).
+
+    ``fixed`` is the MRI, ``label`` the moving image before the synthetic deformation. With
+    ``fusion_steers_registration=False`` the fusion loss sees the warped image detached from the
+    flow (the trainer also detaches the flow the fusion branch receives).
+    """
+    ce_modality = soft_cross_entropy(output.logits_fixed, MRI_LABEL) + soft_cross_entropy(
+        output.logits_moving, OTHER_LABEL
+    )
+    ce_transfer = soft_cross_entropy(output.transfer_logits_fixed, (0.5, 0.5)) + soft_cross_entropy(
+        output.transfer_logits_moving, (0.5, 0.5)
+    )
+    smooth = smoothness_loss(output.flow_levels_fixed, output.flow_levels_moving, output.flow)
+    warped, fused = output.warped_moving, output.fused
+    registration = registration_loss(label, warped)
+    if not fusion_steers_registration:
+        warped = warped.detach()
+    ssim_fixed = ssim_loss(fused, fixed)
+    ssim_warped = ssim_loss(fused, warped)
+    fusion = (
+        ssim_fixed
+        + mu * ssim_warped
+        + INTENSITY_WEIGHT * F.l1_loss(fused, torch.maximum(fixed, warped))
+        + F.l1_loss(sobel(fused), torch.maximum(sobel(fixed), sobel(warped)))
+    )
+    total = ce_modality + ce_transfer + smooth + registration + fusion
+    return LossTerms(
+        total, ce_modality, ce_transfer, smooth, registration, fusion, ssim_warped.detach(), ssim_fixed.detach()
+    )

@@ -1,0 +1,490 @@
+"""The BSAFusion training loop (NETWORK_SPEC.md section 12).
+
+Adam with cosine annealing, the adaptive mu, the discriminator reloaded from the classifier after
+each epoch, mixed precision on GPU, checkpoints every N steps with exact resume, and
+DistributedDataParallel when started by ``torchrun``. The data order, augmentation and synthetic
+deformation of every step are derived from (seed, epoch, step, rank), so a resumed run draws
+exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import logging
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..errors import InputError
+from ..network import BSAFusionNet, BSAFusionOutput
+from ..progress import CancelFlag, ProgressCallback, check_cancel, report
+from .data import PairSample, make_batch
+from .deformation import random_deformation
+from .losses import bsafusion_loss
+from .validation import ValidationSet, make_validation_set, validate
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+LOG_CSV = "log.csv"
+PUBLISHED_SIZE = 256
+VALIDATION_SEED = 20250101
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; stored in its checkpoints."""
+
+    run_dir: str
+    modality: str = "CT"
+    image_size: int = 256
+    batch_size: int = 32
+    epochs: int = 3000
+    lr: float = 5e-5
+    lr_min: float = 5e-7
+    val_every: int = 10  # epochs; 0 = never
+    checkpoint_every: int = 500  # optimiser steps; 0 = only at the end of each epoch
+    seed: int = 0
+    amp: str = "auto"  # auto | none | bf16 | fp16 (GPU only)
+    deformation_scale: float = 1.0  # 1 = the published deformation size
+    max_translation: float = 0.01
+    max_steps: int = 0  # stop (with a checkpoint) after this many steps in total; 0 = run to the end
+    zero_flow_init: bool = True  # a fresh network starts from the identity flow (see zero_flow_heads)
+    fusion_steers_registration: bool = False  # True: the published gradient routing (see detach_fusion_flow)
+    init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
+    data_description: str = ""
+
+    def deformation(self) -> dict[str, float | int]:
+        """Arguments of :func:`random_deformation` giving the published deformation at this size.
+
+        Sigma, kernel and magnitude are scaled by image_size / 256, so the field has the same
+        shape relative to the image as the published one at 256x256.
+        """
+        ratio = self.image_size / PUBLISHED_SIZE
+        kernel = max(3, round(101 * ratio) // 2 * 2 + 1)
+        return {
+            "max_translation": self.max_translation,
+            "elastic_magnitude": self.deformation_scale * ratio,
+            "elastic_sigma": 16.0 * ratio,
+            "elastic_kernel": kernel,
+        }
+
+
+@dataclass
+class TrainState:
+    """Where a run is; with the model, optimiser and RNG states it makes a resume exact."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    mu: float = 1.0
+    sums: dict[str, float] = field(default_factory=dict)  # this epoch so far (all ranks)
+    count: int = 0  # batches summed in ``sums``
+    elapsed_s: float = 0.0
+    best_score: float = float("-inf")
+    best_epoch: int = -1
+    validation: dict[str, float] = field(default_factory=dict)  # latest
+    validation_epoch: int = 0
+    train_pairs: int = 0
+    val_pairs: int = 0
+    hardware: list[str] = field(default_factory=list)  # every machine the run has used
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def step_seed(seed: int, *parts: int) -> int:
+    """A 63-bit seed mixed from ``seed`` and integers (epoch, step, rank, ...)."""
+    value = seed & (2**63 - 1)
+    for part in parts:
+        value = (value * 1_000_003 + part + 1) % (2**63 - 1)
+    return value
+
+
+def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, dist_: Distributed) -> list[list[int]]:
+    """This rank's batches of sample indices for ``epoch``; every rank gets the same number."""
+    per_rank = count // dist_.world
+    if per_rank == 0:
+        raise InputError(f"{count} training pairs cannot be shared by {dist_.world} processes")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(step_seed(seed, epoch)))
+    shard = order[dist_.rank * per_rank : (dist_.rank + 1) * per_rank].tolist()
+    return [shard[i : i + batch_size] for i in range(0, per_rank, batch_size)]
+
+
+def zero_flow_heads(net: BSAFusionNet) -> None:
+    """Zero the last convolution of every BSFA flow head, so a fresh network predicts no motion.
+
+    Our choice, not the published code's (which keeps PyTorch's random initialisation and starts
+    from displacements of tens of pixels): training then starts at "no registration" and improves
+    on it, which matters when the training budget is short.
+    """
+    with torch.no_grad():
+        for name, module in net.reg_net.named_modules():
+            if name.endswith("flow_output.0"):
+                module.weight.zero_()
+                module.bias.zero_()
+
+
+def detach_fusion_flow(net: BSAFusionNet) -> torch.utils.hooks.RemovableHandle:
+    """Keep the fusion loss from steering the registration: the fusion branch gets the flow detached.
+
+    Our choice, not the published code's. With the published routing the fusion loss, through the
+    flow the fusion branch warps its features with, pushes the displacements to tens of pixels
+    (moving the CT out of view makes its fusion terms easy); overfitting two 64x64 pairs, the
+    registration loss rose from 0.67 (no registration) to 0.79, and fell to 0.44 with this routing.
+    The flow then learns from the registration and smoothness losses only.
+    """
+
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        flow = args[-1]  # fusion_net(UA, UB, shallow A, shallow B, flow)
+        if flow.ndim != 4 or flow.shape[1] != 2:
+            raise RuntimeError(f"fusion_net's last argument is not a flow: shape {tuple(flow.shape)}")
+        return (*args[:-1], flow.detach())
+
+    return net.fusion_net.register_forward_pre_hook(hook)
+
+
+def _float_output(output: BSAFusionOutput) -> BSAFusionOutput:
+    """The output in float32 (losses are computed outside autocast)."""
+    values = {}
+    for item in dataclasses.fields(output):
+        value = getattr(output, item.name)
+        if isinstance(value, Tensor):
+            value = value.float()
+        elif isinstance(value, list):
+            value = [v.float() for v in value]
+        values[item.name] = value
+    return BSAFusionOutput(**values)
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.amp not in ("auto", "none", "bf16", "fp16"):
+        raise InputError(f"amp must be auto, none, bf16 or fp16, got {config.amp!r}")
+    if device.type != "cuda" or config.amp == "none":
+        return None
+    if config.amp == "fp16":
+        return torch.float16
+    if config.amp == "auto" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def _setup_distributed() -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return Distributed(dist.get_rank(), dist.get_world_size())
+    return Distributed()
+
+
+def _default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def describe_hardware(device: torch.device, world: int) -> str:
+    """E.g. ``2 x NVIDIA H200`` or ``CPU, 2 cores, 1 torch thread``."""
+    if device.type == "cuda":
+        return f"{world} x {torch.cuda.get_device_name(device)}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    processes = f", {world} processes" if world > 1 else ""
+    return f"CPU, {cores} cores, {torch.get_num_threads()} torch thread(s) per process{processes}"
+
+
+def _all_sum(values: list[float], dist_: Distributed) -> list[float]:
+    if dist_.world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _rng_state(device: torch.device) -> dict[str, Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint written by :class:`Trainer`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise InputError(f"cannot read the training checkpoint {path}: {error}") from error
+
+
+class Trainer:
+    """Trains one :class:`BSAFusionNet` on aligned pairs; see :meth:`run`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_samples: list[PairSample],
+        val_samples: list[PairSample],
+        *,
+        device: torch.device | str | None = None,
+        initial_state: dict[str, Tensor] | None = None,
+    ) -> None:
+        if config.image_size % 16 or config.image_size < 32:
+            raise InputError(f"image_size must be a multiple of 16 and >= 32, got {config.image_size}")
+        if config.batch_size < 1 or config.epochs < 1:
+            raise InputError("batch_size and epochs must be positive")
+        if not train_samples:
+            raise InputError("no training pairs")
+        self.config = config
+        self.train_samples = train_samples
+        self.dist = _setup_distributed()
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.run_dir = Path(config.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+        torch.manual_seed(config.seed)
+        self.net = BSAFusionNet().to(self.device)
+        if initial_state is not None:
+            self.net.load_state_dict(initial_state)
+        elif config.zero_flow_init:
+            zero_flow_heads(self.net)
+        self.net.reload_discriminator()
+        if not config.fusion_steers_registration:
+            detach_fusion_flow(self.net)
+        self.model: nn.Module = self.net
+        if self.dist.world > 1:
+            # The checkpoint's unused LayerNorms get no gradient.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids, find_unused_parameters=True)
+        torch.manual_seed(step_seed(config.seed, self.dist.rank))  # dropout differs between ranks
+
+        self.steps_per_epoch = len(epoch_batches(len(train_samples), config.batch_size, 0, 0, self.dist))
+        self.total_steps = self.steps_per_epoch * config.epochs
+        trainable = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=self.total_steps, eta_min=config.lr_min
+        )
+        self.amp_dtype = _amp_dtype(config, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.state = TrainState(train_pairs=len(train_samples), val_pairs=len(val_samples))
+        self.validation: ValidationSet | None = None
+        if val_samples and self.dist.main:
+            self.validation = make_validation_set(val_samples, config.deformation(), VALIDATION_SEED)
+        self._writer = self._tensorboard() if self.dist.main else None
+
+    # ----------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "state": dataclasses.asdict(self.state),
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": self._gather_rng(),
+        }
+
+    def _gather_rng(self) -> list[dict[str, Tensor]]:
+        state = _rng_state(self.device)
+        if self.dist.world == 1:
+            return [state]
+        states: list = [None] * self.dist.world
+        dist.all_gather_object(states, state)
+        return states
+
+    def save(self, *, best: bool = False) -> None:
+        """Write ``last.pt`` (and ``best.pt``); every rank must call it (RNG states are gathered)."""
+        checkpoint = self.checkpoint()
+        if self.dist.main:
+            log.info("step %d: checkpoint %s", self.state.global_step, self.run_dir / LAST_CHECKPOINT)
+            _atomic_save(checkpoint, self.run_dir / LAST_CHECKPOINT)
+            if best:
+                _atomic_save(checkpoint, self.run_dir / BEST_CHECKPOINT)
+
+    def close(self) -> None:
+        """Leave the process group of a distributed run."""
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def resume(self, path: Path | None = None) -> None:
+        """Continue from a checkpoint (default: ``last.pt`` of the run folder)."""
+        checkpoint = load_checkpoint(path or self.run_dir / LAST_CHECKPOINT)
+        saved = TrainConfig(**checkpoint["config"])
+        for name in ("image_size", "batch_size", "epochs", "seed", "modality"):
+            if getattr(saved, name) != getattr(self.config, name):
+                raise InputError(
+                    f"cannot resume: the checkpoint was made with {name}={getattr(saved, name)!r}, "
+                    f"this run has {getattr(self.config, name)!r}"
+                )
+        self.net.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = TrainState(**checkpoint["state"])
+        rng = checkpoint["rng"]
+        _set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world else rng[0], self.device)
+        log.info("resumed at epoch %d, step %d", self.state.epoch, self.state.global_step)
+
+    # ----------------------------------------------------------------- training
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, fixed: Tensor, label: Tensor, generator: torch.Generator) -> dict[str, float]:
+        """One optimiser step on a batch: deform the label, run the network, apply every loss."""
+        fixed, label = fixed.to(self.device), label.to(self.device)
+        moving, _ = random_deformation(label, generator=generator, **self.config.deformation())
+        with self._autocast():
+            output = self.model(fixed, moving)
+        terms = bsafusion_loss(
+            _float_output(output), fixed, label, self.state.mu,
+            fusion_steers_registration=self.config.fusion_steers_registration,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return terms.as_floats()
+
+    def _step_generators(self, epoch: int, step: int) -> tuple[torch.Generator, torch.Generator]:
+        seed = step_seed(self.config.seed, epoch, step, self.dist.rank)
+        augment = torch.Generator().manual_seed(seed)
+        deform = torch.Generator(device=self.device).manual_seed(seed + 1)
+        return augment, deform
+
+    def run(
+        self, *, progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
+    ) -> TrainState:
+        """Train to the last epoch (or ``max_steps``); returns the final state."""
+        config, state = self.config, self.state
+        hardware = describe_hardware(self.device, self.dist.world)
+        if hardware not in state.hardware:
+            state.hardware.append(hardware)
+        while state.epoch < config.epochs:
+            batches = epoch_batches(len(self.train_samples), config.batch_size, config.seed, state.epoch, self.dist)
+            bar = tqdm(
+                total=len(batches), initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}",
+                disable=None if self.dist.main else True, leave=False,
+            )
+            started = time.perf_counter()
+            samples_done = 0
+            for step in range(state.step_in_epoch, len(batches)):
+                check_cancel(cancel)
+                augment, deform = self._step_generators(state.epoch, step)
+                fixed, label = make_batch(self.train_samples, batches[step], augment)
+                figures = self.train_step(fixed, label, deform)
+                samples_done += len(batches[step])
+                for name, value in figures.items():
+                    state.sums[name] = state.sums.get(name, 0.0) + value
+                state.count += 1
+                state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{figures['total']:.4f}")
+                report(progress, state.global_step / self.total_steps, f"epoch {state.epoch + 1}")
+                stop = 0 < config.max_steps <= state.global_step
+                if stop or (config.checkpoint_every and state.global_step % config.checkpoint_every == 0):
+                    state.elapsed_s += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save()
+                if stop:
+                    bar.close()
+                    return state
+            bar.close()
+            state.elapsed_s += time.perf_counter() - started
+            self._end_epoch(samples_done * self.dist.world / max(time.perf_counter() - started, 1e-9))
+        return state
+
+    def _end_epoch(self, samples_per_s: float) -> None:
+        """Adapt mu, reload the discriminator, validate, log and checkpoint."""
+        config, state = self.config, self.state
+        names = sorted(state.sums)
+        totals = _all_sum([state.sums[n] for n in names] + [float(state.count)], self.dist)
+        means = {n: t / totals[-1] for n, t in zip(names, totals[:-1], strict=True)}
+        state.mu = means["ssim_fused_warped"] / max(means["ssim_fused_fixed"], 1e-12)
+        self.net.reload_discriminator()
+        state.epoch += 1
+        state.step_in_epoch, state.sums, state.count = 0, {}, 0
+        row: dict[str, float] = {
+            "epoch": state.epoch, "step": state.global_step, "lr": self.scheduler.get_last_lr()[0],
+            "mu": state.mu, "samples_per_s": samples_per_s, "elapsed_s": state.elapsed_s,
+        }
+        row.update({f"loss_{n}": v for n, v in means.items()})
+        improved = False
+        due = config.val_every and (state.epoch % config.val_every == 0 or state.epoch == config.epochs)
+        if self.validation is not None and due:
+            state.validation = validate(self.net, self.validation, self.device, config.batch_size, self._autocast())
+            state.validation_epoch = state.epoch
+            row.update({f"val_{n}": v for n, v in state.validation.items()})
+            score = state.validation["ssim"] + state.validation["ncc"]
+            if score > state.best_score:
+                state.best_score, state.best_epoch, improved = score, state.epoch, True
+        if self.dist.main:
+            self._log(row)
+        self.save(best=improved)
+
+    # ----------------------------------------------------------------- logs
+    def _log(self, row: dict[str, float]) -> None:
+        log.info(
+            "epoch %d: loss %.4f, mu %.3f, %.2f samples/s%s", row["epoch"], row["loss_total"], row["mu"],
+            row["samples_per_s"],
+            "".join(f", val {k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_")),
+        )
+        path = self.run_dir / LOG_CSV
+        rows = []
+        if path.is_file():  # keep what precedes this epoch (a resumed run may repeat later ones)
+            with path.open(newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
+        rows.append(row)
+        columns = list(dict.fromkeys(key for r in rows for key in r))
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        if self._writer is not None:
+            for key, value in row.items():
+                if key not in ("epoch", "step"):
+                    self._writer.add_scalar(key, value, row["epoch"])
+            self._writer.flush()
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.debug("tensorboard is not installed: logging to %s only", LOG_CSV)
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))

@@ -1,0 +1,104 @@
+"""Validation on held-out pairs with fixed synthetic deformations.
+
+Registration: endpoint error of the predicted flow against the ground truth, SSIM and NCC of the
+warped moving image against its aligned label, each next to the same figure without registration.
+Fusion: the paper's five metrics of the fused image against the MRI and the aligned label, next to
+those of the plain average of the two (``<metric>_average``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from kornia.metrics import ssim
+from torch import Tensor, nn
+
+from ..metrics import fusion_metrics
+from ..metrics.fusion import MIN_SIDE
+from .data import PairSample, make_batch
+from .deformation import invert_displacement, random_deformation
+
+
+@dataclass
+class ValidationSet:
+    """Held-out pairs: MRI, aligned label, deformed moving image and the flow that undoes it."""
+
+    fixed: Tensor  # (V,1,S,S)
+    label: Tensor  # (V,1,S,S)
+    moving: Tensor  # (V,1,S,S)
+    true_flow: Tensor  # (V,2,S,S), pixels, inference convention
+
+
+def make_validation_set(samples: list[PairSample], deformation: dict, seed: int) -> ValidationSet:
+    """Deform each held-out moving image once, reproducibly (same ``seed`` = same set)."""
+    fixed, label = make_batch(samples, list(range(len(samples))), None)
+    moving, displacement = random_deformation(
+        label, generator=torch.Generator().manual_seed(seed), **deformation
+    )
+    return ValidationSet(fixed, label, moving, invert_displacement(displacement))
+
+
+def ncc(a: Tensor, b: Tensor) -> Tensor:
+    """Global normalised cross-correlation per image of (N,1,H,W) batches."""
+    a = a.flatten(1) - a.flatten(1).mean(dim=1, keepdim=True)
+    b = b.flatten(1) - b.flatten(1).mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+
+
+def ssim_per_image(a: Tensor, b: Tensor) -> Tensor:
+    """SSIM (window 11, sigma 1.5, data range 1) per image."""
+    return ssim(a, b, 11, max_val=1.0).flatten(1).mean(dim=1)
+
+
+def endpoint_error(flow: Tensor, true_flow: Tensor) -> Tensor:
+    """Mean endpoint error in pixels per image."""
+    return (flow - true_flow).norm(dim=1).flatten(1).mean(dim=1)
+
+
+@torch.no_grad()
+def validate(
+    net: nn.Module,
+    data: ValidationSet,
+    device: torch.device,
+    batch_size: int,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> dict[str, float]:
+    """Registration and fusion figures of ``net`` on ``data`` (means over the pairs; NaNs skipped)."""
+    was_training = net.training
+    net.eval()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    try:
+        for start in range(0, data.fixed.shape[0], batch_size):
+            part = slice(start, start + batch_size)
+            fixed, moving = data.fixed[part].to(device), data.moving[part].to(device)
+            label, true_flow = data.label[part].to(device), data.true_flow[part].to(device)
+            with autocast or contextlib.nullcontext():
+                out = net(fixed, moving, with_discriminator=False)
+            flow, warped = out.flow.float(), out.warped_moving.float()
+            figures = {
+                "epe": endpoint_error(flow, true_flow),
+                "ssim": ssim_per_image(warped, label),
+                "ncc": ncc(warped, label),
+                "epe_unregistered": endpoint_error(torch.zeros_like(true_flow), true_flow),
+                "ssim_unregistered": ssim_per_image(moving, label),
+                "ncc_unregistered": ncc(moving, label),
+            }
+            rows = torch.stack(list(figures.values()), dim=1).tolist()
+            fused = out.fused.float().clamp(0, 1).cpu().numpy()
+            for index, row in enumerate(rows):
+                values = dict(zip(figures, row, strict=True))
+                a, b = data.fixed[start + index, 0].numpy(), data.label[start + index, 0].numpy()
+                if min(a.shape) >= MIN_SIDE:  # the metrics' windows need that much image
+                    values.update(fusion_metrics(a, b, fused[index, 0]))
+                    values.update({f"{k}_average": v for k, v in fusion_metrics(a, b, (a + b) / 2).items()})
+                for name, value in values.items():
+                    if not math.isnan(value):
+                        sums[name] = sums.get(name, 0.0) + value
+                        counts[name] = counts.get(name, 0) + 1
+    finally:
+        net.train(was_training)
+    return {name: total / counts[name] for name, total in sums.items()}

@@ -1,0 +1,72 @@
+"""``bsafusion train`` end to end on tiny generated folders, alone and under torchrun (2 CPU processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from training_phantoms import write_aanlib
+
+from BSAFusionCore.cli import main
+from BSAFusionCore.inference import load_model
+from BSAFusionCore.training.trainer import LAST_CHECKPOINT, load_checkpoint
+from BSAFusionCore.weights import read_weights
+
+TINY = ["--image-size", "32", "--batch-size", "2", "--val-fraction", "0.5", "--val-every", "1"]
+
+
+@pytest.fixture()
+def aanlib(tmp_path: Path) -> Path:
+    return write_aanlib(tmp_path / "data", "CT", cases=2, slices=2, size=32)
+
+
+def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY, "--epochs", "2"]
+    assert main([*args, "--max-steps", "1"]) == 0
+    assert not (run / "BSAFusion_CT.safetensors").exists()  # stopped early: no export yet
+    assert main(args) == 2  # the run folder is taken
+    assert main([*args, "--resume"]) == 0
+    assert load_checkpoint(run / LAST_CHECKPOINT)["state"]["epoch"] == 2
+
+    weights = run / "BSAFusion_CT.safetensors"
+    state, metadata = read_weights(weights)
+    assert metadata["modality"] == "CT" and metadata["image_size"] == 32
+    assert metadata["epochs_done"] == metadata["validation_epoch"] in (1, 2)  # the best validated epoch
+    assert {"ssim", "ncc", "epe"} <= set(metadata["validation"])
+    assert all(t.dtype == torch.float16 for t in state.values())
+    card = weights.with_suffix(".md").read_text()
+    assert "no registration" in card and "32x32" in card
+    assert load_model(weights, device="cpu").image_size == 32
+
+    assert main(["train", "--run-dir", str(run), "--export", str(tmp_path / "out" / "w.safetensors")]) == 0
+    assert (tmp_path / "out" / "w.md").is_file()
+
+    fine_tune = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fine"), *TINY, "--epochs", "1"]
+    assert main([*fine_tune, "--init", str(weights), "--max-steps", "1"]) == 0
+
+
+def test_bad_data_source_is_reported(tmp_path: Path) -> None:
+    assert main(["train", "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["train", "--aanlib", str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 2
+
+
+def test_torchrun_two_cpu_processes(aanlib: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "BSAFusionCore", "train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY,
+        "--epochs", "1", "--batch-size", "1", "--device", "cpu",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = load_checkpoint(run / LAST_CHECKPOINT)
+    # 2 training pairs shared by 2 processes: one step each, both ranks' RNG states kept.
+    assert checkpoint["state"]["global_step"] == 1 and len(checkpoint["rng"]) == 2
+    assert "2 processes" in checkpoint["state"]["hardware"][0]
+    assert (run / "BSAFusion_CT.safetensors").is_file()

@@ -1,0 +1,161 @@
+"""The training loop on tiny generated pairs: learning, exact resume, validation, export."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from training_phantoms import phantom_pair
+
+from BSAFusionCore.errors import Cancelled, InputError
+from BSAFusionCore.training.data import PairSample, make_batch, prepare_pair
+from BSAFusionCore.training.deformation import random_deformation
+from BSAFusionCore.training.losses import bsafusion_loss
+from BSAFusionCore.training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    LOG_CSV,
+    Distributed,
+    TrainConfig,
+    Trainer,
+    epoch_batches,
+    load_checkpoint,
+)
+
+SIZE = 32
+
+
+def _samples(count: int, first_seed: int = 0, size: int = SIZE) -> list[PairSample]:
+    samples = []
+    for seed in range(first_seed, first_seed + count):
+        mri, ct = phantom_pair(size, seed)
+        fixed, moving = prepare_pair(mri.astype("float32"), ct.astype("float32"), size)
+        samples.append(PairSample(fixed, moving, f"case{seed // 2}", f"{seed}.png"))
+    return samples
+
+
+def _config(run_dir: Path, **overrides) -> TrainConfig:
+    values = {"run_dir": str(run_dir), "image_size": SIZE, "batch_size": 2, "epochs": 2, "val_every": 1}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _eval_loss(trainer: Trainer, fixed: torch.Tensor, label: torch.Tensor) -> float:
+    moving, _ = random_deformation(label, generator=torch.Generator().manual_seed(9), **trainer.config.deformation())
+    trainer.net.eval()
+    with torch.no_grad():
+        loss = bsafusion_loss(trainer.net(fixed, moving), fixed, label, mu=1.0).total
+    trainer.net.train()
+    return float(loss)
+
+
+def test_a_few_steps_reduce_the_loss(tmp_path: Path) -> None:
+    samples = _samples(2)
+    trainer = Trainer(_config(tmp_path), samples, [])
+    fixed, label = make_batch(samples, [0, 1], None)
+    before = _eval_loss(trainer, fixed, label)
+    for _ in range(8):
+        trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    after = _eval_loss(trainer, fixed, label)
+    assert after < before - 0.1
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    train, val = _samples(4), _samples(2, first_seed=10)
+    whole = Trainer(_config(tmp_path / "whole"), train, val)
+    whole_state = whole.run()
+
+    first = Trainer(_config(tmp_path / "split", max_steps=3), train, val)
+    assert first.run().global_step == 3
+    second = Trainer(_config(tmp_path / "split"), train, val)
+    second.resume()
+    split_state = second.run()
+
+    assert split_state.global_step == whole_state.global_step == 4
+    assert split_state.mu == whole_state.mu
+    assert split_state.validation == whole_state.validation
+    for name, tensor in whole.net.state_dict().items():
+        assert torch.equal(tensor, second.net.state_dict()[name]), name
+    rows = [list(csv.DictReader((d / LOG_CSV).open())) for d in (tmp_path / "whole", tmp_path / "split")]
+    timing = {"samples_per_s", "elapsed_s"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows[0]] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows[1]
+    ]
+
+
+def test_validation_logs_and_checkpoints(tmp_path: Path) -> None:
+    size = 48  # the fusion metrics need images of 41 pixels or more
+    trainer = Trainer(
+        _config(tmp_path, epochs=1, image_size=size), _samples(2, size=size), _samples(2, first_seed=10, size=size)
+    )
+    state = trainer.run()
+    assert {"epe", "ssim", "ncc", "epe_unregistered", "ssim_unregistered", "ncc_unregistered"} <= set(
+        state.validation
+    )
+    assert state.validation["epe_unregistered"] > 0.1
+    assert {"Qabf", "Qcv", "Qvif", "Qs", "Qssim", "Qssim_average"} <= set(state.validation)
+    assert state.validation_epoch == 1 and state.mu > 0
+    assert (tmp_path / LAST_CHECKPOINT).is_file() and (tmp_path / BEST_CHECKPOINT).is_file()
+    row = next(csv.DictReader((tmp_path / LOG_CSV).open()))
+    assert float(row["val_ssim_unregistered"]) == pytest.approx(state.validation["ssim_unregistered"])
+
+
+def test_resume_refuses_a_different_run(tmp_path: Path) -> None:
+    Trainer(_config(tmp_path, epochs=1), _samples(2), []).run()
+    other = Trainer(_config(tmp_path, epochs=1, batch_size=1), _samples(2), [])
+    with pytest.raises(InputError, match="batch_size"):
+        other.resume()
+
+
+def test_a_fresh_network_starts_without_motion(tmp_path: Path) -> None:
+    samples = _samples(2)
+    fixed, moving = make_batch(samples, [0, 1], None)
+    flow = Trainer(_config(tmp_path), samples, []).net(fixed, moving).flow
+    assert torch.count_nonzero(flow) == 0
+    random_flow = Trainer(_config(tmp_path, zero_flow_init=False), samples, []).net(fixed, moving).flow
+    assert random_flow.abs().mean() > 0.1
+
+
+@pytest.mark.parametrize("steers", [False, True])
+def test_fusion_loss_reaches_the_flow_only_when_asked(tmp_path: Path, steers: bool) -> None:
+    samples = _samples(2)
+    trainer = Trainer(_config(tmp_path, zero_flow_init=False, fusion_steers_registration=steers), samples, [])
+    fixed, label = make_batch(samples, [0, 1], None)
+    moving, _ = random_deformation(label, generator=torch.Generator().manual_seed(1))
+    terms = bsafusion_loss(trainer.net(fixed, moving), fixed, label, 1.0, fusion_steers_registration=steers)
+    terms.fusion.backward()
+    reg_grad = sum(float(p.grad.abs().sum()) for p in trainer.net.reg_net.parameters() if p.grad is not None)
+    fusion_grad = sum(float(p.grad.abs().sum()) for p in trainer.net.fusion_net.parameters())
+    assert fusion_grad > 0
+    assert (reg_grad > 0) == steers
+
+
+def test_progress_and_cancel(tmp_path: Path) -> None:
+    stop = threading.Event()
+    reports: list[tuple[float, str]] = []
+
+    def progress(fraction: float, stage: str) -> None:
+        reports.append((fraction, stage))
+        stop.set()
+
+    trainer = Trainer(_config(tmp_path, epochs=1), _samples(4), [])
+    with pytest.raises(Cancelled):
+        trainer.run(progress=progress, cancel=stop)
+    assert reports == [(0.5, "epoch 1")]
+
+
+def test_epoch_batches_are_a_permutation_shared_by_ranks() -> None:
+    ranks = [epoch_batches(7, 2, seed=3, epoch=1, dist_=Distributed(r, 2)) for r in range(2)]
+    flat = [i for batches in ranks for batch in batches for i in batch]
+    assert len(flat) == 6 and len(set(flat)) == 6  # 7 // 2 per rank, no index twice
+    assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]]
+    assert epoch_batches(7, 2, 3, 1, Distributed()) != epoch_batches(7, 2, 3, 2, Distributed())
+
+
+def test_unreadable_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    with pytest.raises(InputError, match="cannot read the training checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
