@@ -15,7 +15,10 @@ COMMANDS = [
     "import_reference",
     "demo",
     "benchmark_speed",
+    "train",
     "batch",
+    "evaluate",
+    "benchmark",
 ]
 
 
