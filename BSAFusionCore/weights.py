@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .errors import WeightsError
+from .files import atomic_output
 from .network import CHECKPOINT_PARTS, BSAFusionNet
 
 log = logging.getLogger(__name__)
@@ -41,13 +40,6 @@ def tensors_sha256(state: dict[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _atomic_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def save_weights(path: str | Path, net: BSAFusionNet, metadata: dict[str, Any] | None = None,
                  dtype: torch.dtype = torch.float16) -> dict[str, Any]:
     """Write ``net`` as safetensors with our metadata in its header; returns that metadata."""
@@ -58,12 +50,8 @@ def save_weights(path: str | Path, net: BSAFusionNet, metadata: dict[str, Any] |
     modality = meta.get("modality")
     if modality is not None and modality not in MODALITIES:
         raise WeightsError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
-    tmp = _atomic_path(path)
-    try:
+    with atomic_output(path) as tmp:
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return meta
 
 

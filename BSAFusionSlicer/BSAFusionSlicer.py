@@ -308,7 +308,7 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._createdNodes = []
             if self._recordFile.is_file():
                 for node in self._outputs:
-                    node.SetAttribute(RECORD_ATTRIBUTE, self._recordFile.read_text())
+                    node.SetAttribute(RECORD_ATTRIBUTE, self._recordFile.read_text(encoding="utf-8"))
                 self._recordFile.unlink()
             self.showResult(self._outputs)
         else:

@@ -99,7 +99,7 @@ def run_case(case: Path, target: Path, args: argparse.Namespace) -> None:
     write_transform(scene, nodes.transform, partial / "displacement.h5")
     record = json.loads(nodes.fused.GetAttribute(RECORD_ATTRIBUTE))
     record["inputs"] = {"fixed": str(fixed_path), "moving": str(moving_path)}
-    (partial / "record.json").write_text(json.dumps(record, indent=2, default=str))
+    (partial / "record.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     partial.rename(target)
 
 

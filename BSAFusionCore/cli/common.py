@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..images import atomic_output
+from ..files import atomic_output
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def run_record(**fields: Any) -> dict[str, Any]:

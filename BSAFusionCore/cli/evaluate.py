@@ -96,7 +96,7 @@ def run_and_write(args: argparse.Namespace, methods: dict[str, Method], title: s
         model=model.metadata, methods=list(methods), machine=machine(),
         files=[p.name for p in written],
     ))
-    sys.stdout.write((args.output_dir / SUMMARY_MD).read_text())
+    sys.stdout.write((args.output_dir / SUMMARY_MD).read_text(encoding="utf-8"))
     log.info("wrote %d files to %s", len(written) + 1, args.output_dir)
     return 0
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import atomic_output, is_2d_image_file, read_image, write_image
+from ..files import atomic_output
+from ..images import is_2d_image_file, read_image, write_image
 from ..inference import fuse_images, load_model
 from ..volumes.command import add_volume_arguments
 from .common import add_model_arguments, run_record, write_json

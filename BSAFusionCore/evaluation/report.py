@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import atomic_output
+from ..files import atomic_output
 from ..metrics import HIGHER_IS_BETTER
 from .run import CaseResult
 
@@ -61,7 +61,7 @@ def summary(results: list[CaseResult]) -> list[dict[str, object]]:
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterable[dict[str, object]]) -> None:
-    with atomic_output(path) as tmp, tmp.open("w", newline="") as handle:
+    with atomic_output(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)
@@ -97,7 +97,7 @@ def markdown(results: list[CaseResult], title: str, notes: list[str]) -> str:
 
 def write_markdown(path: Path, results: list[CaseResult], title: str, notes: list[str]) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(markdown(results, title, notes))
+        tmp.write_text(markdown(results, title, notes), encoding="utf-8")
 
 
 def write_box_plots(folder: Path, results: list[CaseResult]) -> list[Path]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from ..files import atomic_output
 from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
 from ..network import BSAFusionNet
 from ..weights import save_weights
@@ -109,7 +109,6 @@ def export_checkpoint(checkpoint_path: Path, output: Path) -> tuple[Path, Path]:
     output.parent.mkdir(parents=True, exist_ok=True)
     save_weights(output, net, export_metadata(config, state), dtype=torch.float16)
     card = output.with_suffix(".md")
-    tmp = card.with_name(card.name + ".tmp")
-    tmp.write_text(model_card(config, state, output.name))
-    os.replace(tmp, card)
+    with atomic_output(card) as tmp:
+        tmp.write_text(model_card(config, state, output.name), encoding="utf-8")
     return output, card

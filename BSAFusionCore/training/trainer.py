@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..files import atomic_output
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .data import PairSample, make_batch
@@ -234,9 +235,8 @@ def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -469,12 +469,10 @@ class Trainer:
                 rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
         rows.append(row)
         columns = list(dict.fromkeys(key for r in rows for key in r))
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as handle:
+        with atomic_output(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
         if self._writer is not None:
             for key, value in row.items():
                 if key not in ("epoch", "step"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,8 @@ def _first_line(error: Exception) -> str:
 
 def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(temp_path)`` (same folder and suffix), then rename the result onto ``path``."""
-    path = Path(path)
-    temp = str(path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.partial{path.suffix}"))
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temp:
+        write(str(temp))
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike[str]) -> None:

@@ -58,5 +58,5 @@ def protected_versions() -> dict[str, str]:
 
 def pip_arguments(requirements: tuple[str, ...], constraints_file: Path) -> list[str]:
     """Arguments for ``slicer.util.pip_install``; writes the constraints that pin Slicer's packages."""
-    constraints_file.write_text("".join(f"{n}=={v}\n" for n, v in protected_versions().items()))
+    constraints_file.write_text("".join(f"{n}=={v}\n" for n, v in protected_versions().items()), encoding="utf-8")
     return [*requirements, "--constraint", str(constraints_file)]
