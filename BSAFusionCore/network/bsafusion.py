@@ -69,6 +69,9 @@ class BSAFusionNet(nn.Module):
         self.reg_net = BidirectionalAlignment()
         self.fusion_net = FusionNet()
         self.transfer.modal_dis.requires_grad_(False)
+        self.detach_fusion_flow = False
+        """Training option: the fusion branch gets the flow without gradient, so that the fusion
+        loss cannot steer the registration (the published code lets it). No effect on outputs."""
 
     def forward(self, fixed: Tensor, moving: Tensor, *, with_discriminator: bool = True) -> BSAFusionOutput:
         """Run the pair; ``with_discriminator=False`` skips the discriminator logits."""
@@ -84,8 +87,9 @@ class BSAFusionNet(nn.Module):
         flow_a = compose_flows(flows_a, (h, w))
         flow_b = compose_flows(flows_b, (h, w))
         flow = flow_b - flow_a
+        fusion_flow = flow.detach() if self.detach_fusion_flow else flow
         fused = self.fusion_net(tokens_to_map(tokens_a, *grid), tokens_to_map(tokens_b, *grid),
-                                shallow[:n], shallow[n:], flow)
+                                shallow[:n], shallow[n:], fusion_flow)
         out = BSAFusionOutput(
             flow=flow, fused=fused, warped_moving=warp_image(moving, flow),
             flow_fixed_side=flow_a, flow_moving_side=flow_b,

@@ -62,7 +62,7 @@ class TrainConfig:
     max_translation: float = 0.01
     max_steps: int = 0  # stop (with a checkpoint) after this many steps in total; 0 = run to the end
     zero_flow_init: bool = True  # a fresh network starts from the identity flow (see zero_flow_heads)
-    fusion_steers_registration: bool = False  # True: the published gradient routing (see detach_fusion_flow)
+    fusion_steers_registration: bool = False  # True: the published gradient routing
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     data_description: str = ""
 
@@ -142,25 +142,6 @@ def zero_flow_heads(net: BSAFusionNet) -> None:
             if name.endswith("flow_output.0"):
                 module.weight.zero_()
                 module.bias.zero_()
-
-
-def detach_fusion_flow(net: BSAFusionNet) -> torch.utils.hooks.RemovableHandle:
-    """Keep the fusion loss from steering the registration: the fusion branch gets the flow detached.
-
-    Our choice, not the published code's. With the published routing the fusion loss, through the
-    flow the fusion branch warps its features with, pushes the displacements to tens of pixels
-    (moving the CT out of view makes its fusion terms easy); overfitting two 64x64 pairs, the
-    registration loss rose from 0.67 (no registration) to 0.79, and fell to 0.44 with this routing.
-    The flow then learns from the registration and smoothness losses only.
-    """
-
-    def hook(module: nn.Module, args: tuple) -> tuple:
-        flow = args[-1]  # fusion_net(UA, UB, shallow A, shallow B, flow)
-        if flow.ndim != 4 or flow.shape[1] != 2:
-            raise RuntimeError(f"fusion_net's last argument is not a flow: shape {tuple(flow.shape)}")
-        return (*args[:-1], flow.detach())
-
-    return net.fusion_net.register_forward_pre_hook(hook)
 
 
 def _float_output(output: BSAFusionOutput) -> BSAFusionOutput:
@@ -279,8 +260,9 @@ class Trainer:
         elif config.zero_flow_init:
             zero_flow_heads(self.net)
         self.net.reload_discriminator()
-        if not config.fusion_steers_registration:
-            detach_fusion_flow(self.net)
+        # Our choice, not the published code's: with the published routing the fusion loss pushes the
+        # displacements to tens of pixels through the flow the fusion branch warps with (docs/training.md).
+        self.net.detach_fusion_flow = not config.fusion_steers_registration
         self.model: nn.Module = self.net
         if self.dist.world > 1:
             # The checkpoint's unused LayerNorms get no gradient.
