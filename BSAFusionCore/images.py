@@ -37,9 +37,11 @@ def read_image(path: str | Path) -> np.ndarray:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise InputError(f"cannot read {path} as an image: {error}") from error
-    array = sitk.GetArrayFromImage(image)
+    if image.GetDimension() == 3 and image.GetSize()[2] == 1:
+        image = image[:, :, 0]  # a 2D image stored as a single-slice volume
     if image.GetDimension() != 2:
         raise InputError(f"{path} is {image.GetDimension()}D; a 2D image is needed here")
+    array = sitk.GetArrayFromImage(image)
     if array.ndim == 3 and array.shape[2] == 4:  # RGBA: drop alpha
         array = array[..., :3]
     if array.ndim == 3 and array.shape[2] != 3:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..color import rgb_to_ycbcr
 from ..errors import InputError
+from ..images import read_image
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +39,6 @@ class PairSample:
     moving: Tensor  # (1,S,S) CT, or Y of PET/SPECT
     case: str
     name: str
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A 2D image as float32 (H,W), or (H,W,3) for colour; alpha is dropped."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise InputError(f"cannot read image {path}: {error}") from error
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    components = image.GetNumberOfComponentsPerPixel()
-    if image.GetDimension() == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim == 3 and components in (3, 4):
-        array = array[..., :3]
-    elif array.ndim != 2:
-        raise InputError(f"{path} is not a 2D grayscale or RGB image (array shape {array.shape})")
-    return array
 
 
 def min_max(array: np.ndarray) -> np.ndarray:
