@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicer
 from mrml_helpers import make_volume, physical_points, rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "BSAFusionSlicer"))
+
+from BSAFusionSlicerLib.volume_nodes import update_volume_node_from_image
 
 
 @pytest.fixture()
@@ -31,3 +34,13 @@ def displacement(fixed_image: sitk.Image) -> sitk.Image:
     field = sitk.GetImageFromArray(vectors.astype(np.float64), isVector=True)
     field.CopyInformation(fixed_image)
     return field
+
+
+@pytest.fixture()
+def scene_with_inputs(fixed_image, moving_image):
+    scene = slicer.vtkMRMLScene()
+    fixed_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MRI")
+    moving_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    update_volume_node_from_image(fixed_node, fixed_image)
+    update_volume_node_from_image(moving_node, moving_image)
+    return scene, fixed_node, moving_node

@@ -20,21 +20,12 @@ slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
 from BSAFusionSlicerLib.logic import RECORD_ATTRIBUTE, OutputNodes, process, write_outputs  # noqa: E402
-from BSAFusionSlicerLib.volume_nodes import image_from_volume_node, update_volume_node_from_image  # noqa: E402
+from BSAFusionSlicerLib.volume_nodes import image_from_volume_node  # noqa: E402
 
 from BSAFusionCore.errors import InputError  # noqa: E402
 
 RECORD = {"model": "CT", "prealign": "none"}
 
-
-@pytest.fixture()
-def scene_with_inputs(fixed_image, moving_image):
-    scene = slicer.vtkMRMLScene()
-    fixed_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MRI")
-    moving_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    update_volume_node_from_image(fixed_node, fixed_image)
-    update_volume_node_from_image(moving_node, moving_image)
-    return scene, fixed_node, moving_node
 
 
 def ijk_to_ras(node) -> np.ndarray:

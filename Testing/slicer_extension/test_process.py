@@ -27,14 +27,13 @@ def small_model():
     return model_from_network(BSAFusionNet(), "cpu", {"image_size": 64, "modality": "CT"})
 
 
-@pytest.fixture()
-def scene_with_inputs(fixed_image, moving_image):
-    scene = slicer.vtkMRMLScene()
-    fixed_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MRI")
-    moving_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    update_volume_node_from_image(fixed_node, fixed_image)
-    update_volume_node_from_image(moving_node, moving_image)
-    return scene, fixed_node, moving_node
+
+def warped_and_resampled(nodes, fixed_node, moving_node):
+    """The warped volume, the moving volume resampled through the transform node, and where both are defined."""
+    warped = slicer.util.arrayFromVolume(nodes.warped)
+    resampled = resample_through_transform(moving_node, fixed_node, nodes.transform)
+    outside = float(np.min(slicer.util.arrayFromVolume(moving_node)))
+    return warped, resampled, (warped != outside) & (resampled != 0)
 
 
 def test_process_fills_outputs_whose_transform_reproduces_the_warped_volume(scene_with_inputs, small_model):
@@ -58,10 +57,7 @@ def test_process_fills_outputs_whose_transform_reproduces_the_warped_volume(scen
     assert fused.min() >= 0.0 and fused.max() <= 1.0 and fused.std() > 0.01
     assert "timings" in nodes.fused.GetAttribute(RECORD_ATTRIBUTE)
 
-    warped = slicer.util.arrayFromVolume(nodes.warped)
-    resampled = resample_through_transform(moving_node, fixed_node, nodes.transform)
-    outside = float(np.min(slicer.util.arrayFromVolume(moving_node)))
-    inside = (warped != outside) & (resampled != 0)
+    warped, resampled, inside = warped_and_resampled(nodes, fixed_node, moving_node)
     assert inside.sum() > 1000  # random weights move a lot out of view; enough voxels remain to compare
     np.testing.assert_allclose(resampled[inside], warped[inside], atol=1e-3)
 
@@ -73,10 +69,7 @@ def test_rigid_prealignment_is_part_of_the_transform(scene_with_inputs, fixed_im
     update_volume_node_from_image(moving_node, shifted)
     nodes = process(fixed_node, moving_node, "CT", model=small_model, prealign="rigid", batch_size=8)
     assert json.loads(nodes.transform.GetAttribute(RECORD_ATTRIBUTE))["prealignment"]["type"]
-    warped = slicer.util.arrayFromVolume(nodes.warped)
-    resampled = resample_through_transform(moving_node, fixed_node, nodes.transform)
-    outside = float(np.min(slicer.util.arrayFromVolume(moving_node)))
-    inside = (warped != outside) & (resampled != 0)
+    warped, resampled, inside = warped_and_resampled(nodes, fixed_node, moving_node)
     assert inside.sum() > 1000  # random weights move a lot out of view; enough voxels remain to compare
     np.testing.assert_allclose(resampled[inside], warped[inside], atol=1e-3)
 
@@ -114,9 +107,6 @@ def test_real_ct_mri_pair_with_rigid_prealignment(shared_dir, small_model):
     update_volume_node_from_image(fixed_node, sitk.ReadImage(str(folder / "mridir_t2_1.5x1.5x2.5.nrrd")))
     update_volume_node_from_image(moving_node, sitk.ReadImage(str(folder / "mridir_ct_1.5x1.5x2.5.nrrd")))
     nodes = process(fixed_node, moving_node, "CT", model=small_model, prealign="rigid", batch_size=16)
-    warped = slicer.util.arrayFromVolume(nodes.warped)
-    resampled = resample_through_transform(moving_node, fixed_node, nodes.transform)
-    outside = float(np.min(slicer.util.arrayFromVolume(moving_node)))
-    inside = (warped != outside) & (resampled != 0)
+    warped, resampled, inside = warped_and_resampled(nodes, fixed_node, moving_node)
     assert inside.mean() > 0.1
     np.testing.assert_allclose(resampled[inside], warped[inside], atol=0.05)  # HU
