@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .bsafusion import BSAFusionNet
 from .layers import plane_layer_norm
-from .restormer import ChannelAttention, RestormerBlock
+from .restormer import RestormerBlock, channel_attention
 
 
 class FoldedConv(nn.Module):
@@ -72,7 +72,6 @@ class FoldedRestormerBlock(nn.Module):
     def __init__(self, block: RestormerBlock) -> None:
         super().__init__()
         self.mlp = block.mlp
-        self.attention: ChannelAttention = block.mdta
         mdta, gdfn = block.mdta, block.gdfn
         self.qkv = FoldedConv([mdta.conv1, mdta.conv2, mdta.conv3])
         self.attention_out = mdta.conv4
@@ -82,7 +81,7 @@ class FoldedRestormerBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.mlp(x)
         q, k, v = self.qkv(plane_layer_norm(x)).chunk(3, dim=1)
-        x = self.attention_out(self.attention.attend(q, k, v)) + x
+        x = self.attention_out(channel_attention(q, k, v)) + x
         a, b = self.gates(plane_layer_norm(x)).chunk(2, dim=1)
         return x + self.feed_out(F.gelu(a) * b)
 

@@ -13,6 +13,23 @@ def _point_then_3x3(channels_in: int, channels_out: int) -> nn.Sequential:
     return nn.Sequential(conv1x1(channels_in, channels_out), conv3x3(channels_out, channels_out))
 
 
+def channel_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax over all C*C entries of K @ Q (quirk: jointly, unscaled), then V @ S.
+
+    The scores are sums over every pixel, so float32 rounding of the inputs' last bits
+    moves the softmax visibly; computing this step in float64 (float32 on MPS, which has
+    no float64) keeps results stable across thread counts and devices, and out of autocast.
+    """
+    n, c, h, w = q.shape
+    dtype = torch.float32 if q.device.type == "mps" else torch.float64
+    with torch.autocast(q.device.type, enabled=False):
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+        scores = torch.bmm(k.flatten(2), q.flatten(2).transpose(1, 2))  # (N, C, C) = K @ Q
+        weights = torch.softmax(scores.flatten(1), dim=1).view(n, c, c)
+        out = torch.bmm(v.flatten(2).transpose(1, 2), weights)  # (N, HW, C) = V @ S
+    return out.transpose(1, 2).reshape(n, c, h, w).float()
+
+
 class ChannelAttention(nn.Module):
     """MDTA: attention between channels, each channel a vector of all pixels."""
 
@@ -23,25 +40,9 @@ class ChannelAttention(nn.Module):
         self.conv3 = _point_then_3x3(channels, channels)  # value
         self.conv4 = conv1x1(channels, channels)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """softmax over all C*C entries of K @ Q (quirk: jointly, unscaled), then V @ S.
-
-        The scores are sums over every pixel, so float32 rounding of the inputs' last bits
-        moves the softmax visibly; computing this step in float64 (float32 on MPS, which has
-        no float64) keeps results stable across thread counts and devices, and out of autocast.
-        """
-        n, c, h, w = q.shape
-        dtype = torch.float32 if q.device.type == "mps" else torch.float64
-        with torch.autocast(q.device.type, enabled=False):
-            q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-            scores = torch.bmm(k.flatten(2), q.flatten(2).transpose(1, 2))  # (N, C, C) = K @ Q
-            weights = torch.softmax(scores.flatten(1), dim=1).view(n, c, c)
-            out = torch.bmm(v.flatten(2).transpose(1, 2), weights)  # (N, HW, C) = V @ S
-        return out.transpose(1, 2).reshape(n, c, h, w).float()
-
     def forward(self, x: Tensor) -> Tensor:
         y = plane_layer_norm(x)
-        return self.conv4(self.attend(self.conv1(y), self.conv2(y), self.conv3(y))) + x
+        return self.conv4(channel_attention(self.conv1(y), self.conv2(y), self.conv3(y))) + x
 
 
 class GatedFeedForward(nn.Module):
