@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 # Settings a resumed run takes from its checkpoint.
 _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
-    "fusion_steers_registration",
+    "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr",
 )
+_BEFORE_THE_OPTION = {"flow_supervision": 0.0, "level_scaled_flow_lr": False}  # runs older than these options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hyper.add_argument(
         "--fusion-steers-registration", action="store_true",
         help="let the fusion loss train the flow too (published); by default only the registration losses do",
+    )
+    hyper.add_argument(
+        "--flow-supervision", type=float, default=0.0, metavar="WEIGHT",
+        help="add the endpoint error against the synthetic deformation's known field with this weight "
+        "(not in the paper; 0 = off)",
+    )
+    hyper.add_argument(
+        "--published-flow-lr", dest="level_scaled_flow_lr", action="store_false",
+        help="train every flow head at the same lr (published) instead of lr / 2^(5-level)",
     )
     hyper.add_argument(
         "--random-flow-init", action="store_true",
@@ -113,7 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise InputError(f"nothing to resume: {last} does not exist")
         saved = load_checkpoint(last)["config"]
         for name in _FIXED_BY_RUN:  # the run's own settings win over the command line's
-            setattr(args, name, saved[name])
+            setattr(args, name, saved.get(name, _BEFORE_THE_OPTION.get(name)))
     samples, description = _load_samples(args)
     train, val = split_by_case(samples, args.val_fraction, args.seed)
     log.info("%d training pairs, %d validation pairs", len(train), len(val))
@@ -123,7 +133,8 @@ def run_train(args: argparse.Namespace) -> int:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed, amp=args.amp,
         deformation_scale=args.deformation_scale, max_steps=args.max_steps, data_description=description,
         zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
-        init_weights="" if args.resume else str(args.init or ""),
+        flow_supervision=args.flow_supervision,
+        level_scaled_flow_lr=args.level_scaled_flow_lr, init_weights="" if args.resume else str(args.init or ""),
     )
     initial = None
     if args.init and not args.resume:

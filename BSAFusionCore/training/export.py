@@ -49,6 +49,11 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str
     routing = "the flow learns from every loss (published routing)" if config.fusion_steers_registration else (
         "the fusion loss kept off the flow (see docs/training.md)"
     )
+    if config.flow_supervision:
+        routing += (
+            f", plus the endpoint error against the synthetic field with weight {config.flow_supervision:g}"
+            " (not a loss of the paper)"
+        )
     lines = [
         f"# BSAFusion weights for {config.modality}-MRI: `{weights_name}`",
         "",

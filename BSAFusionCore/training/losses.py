@@ -47,6 +47,14 @@ def smoothness_loss(levels_fixed: list[Tensor], levels_moving: list[Tensor], flo
     return total
 
 
+def flow_supervision_loss(flow: Tensor, true_flow: Tensor) -> Tensor:
+    """Mean endpoint error (px) of the flow against the synthetic deformation's known inverse.
+
+    Not a loss of the paper: an optional extra signal, since the generator knows the exact answer.
+    """
+    return (flow - true_flow).norm(dim=1).mean()
+
+
 def registration_loss(label: Tensor, warped: Tensor) -> Tensor:
     """Consistency of the warped moving image with its aligned label: SSIM loss + L1."""
     return ssim_loss(label, warped) + F.l1_loss(warped, label)
@@ -62,6 +70,7 @@ class LossTerms:
     smooth: Tensor
     registration: Tensor
     fusion: Tensor
+    flow_supervision: Tensor
     ssim_fused_warped: Tensor
     ssim_fused_fixed: Tensor
 
@@ -70,13 +79,22 @@ class LossTerms:
 
 
 def bsafusion_loss(
-    output, fixed: Tensor, label: Tensor, mu: float, *, fusion_steers_registration: bool = True
+    output,
+    fixed: Tensor,
+    label: Tensor,
+    mu: float,
+    *,
+    fusion_steers_registration: bool = True,
+    true_flow: Tensor | None = None,
+    flow_supervision: float = 0.0,
 ) -> LossTerms:
     """Every loss of the paper for a network output (``BSAFusionOutput``).
 
     ``fixed`` is the MRI, ``label`` the moving image before the synthetic deformation. With
     ``fusion_steers_registration=False`` the fusion loss sees the warped image detached from the
-    flow (the trainer also detaches the flow the fusion branch receives).
+    flow (the trainer also detaches the flow the fusion branch receives). With
+    ``flow_supervision`` > 0 and ``true_flow`` given (the inverse of the synthetic deformation), the
+    endpoint error against it is added with that weight.
     """
     ce_modality = soft_cross_entropy(output.logits_fixed, MRI_LABEL) + soft_cross_entropy(
         output.logits_moving, OTHER_LABEL
@@ -97,7 +115,9 @@ def bsafusion_loss(
         + INTENSITY_WEIGHT * F.l1_loss(fused, torch.maximum(fixed, warped))
         + F.l1_loss(sobel(fused), torch.maximum(sobel(fixed), sobel(warped)))
     )
-    total = ce_modality + ce_transfer + smooth + registration + fusion
+    supervised = fused.new_zeros(()) if true_flow is None else flow_supervision_loss(output.flow, true_flow)
+    total = ce_modality + ce_transfer + smooth + registration + fusion + flow_supervision * supervised
     return LossTerms(
-        total, ce_modality, ce_transfer, smooth, registration, fusion, ssim_warped.detach(), ssim_fixed.detach()
+        total, ce_modality, ce_transfer, smooth, registration, fusion, supervised,
+        ssim_warped.detach(), ssim_fixed.detach(),
     )

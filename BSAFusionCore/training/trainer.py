@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import pickle
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from ..files import atomic_output
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .data import PairSample, make_batch
-from .deformation import random_deformation
+from .deformation import invert_displacement, random_deformation
 from .losses import bsafusion_loss
 from .validation import ValidationSet, make_validation_set, validate
 
@@ -41,6 +42,7 @@ BEST_CHECKPOINT = "best.pt"
 LOG_CSV = "log.csv"
 PUBLISHED_SIZE = 256
 VALIDATION_SEED = 20250101
+LEVELS = 5  # BSFA levels
 
 
 @dataclass
@@ -63,6 +65,8 @@ class TrainConfig:
     max_steps: int = 0  # stop (with a checkpoint) after this many steps in total; 0 = run to the end
     zero_flow_init: bool = True  # a fresh network starts from the identity flow (see zero_flow_heads)
     fusion_steers_registration: bool = False  # True: the published gradient routing
+    flow_supervision: float = 0.0  # weight of the endpoint error against the known field (0 = published)
+    level_scaled_flow_lr: bool = True  # flow head of level i learns at lr / 2^(5-i) (see flow_head_groups)
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     data_description: str = ""
 
@@ -142,6 +146,30 @@ def zero_flow_heads(net: BSAFusionNet) -> None:
             if name.endswith("flow_output.0"):
                 module.weight.zero_()
                 module.bias.zero_()
+
+
+def flow_head_groups(net: BSAFusionNet, lr: float, level_scaled: bool) -> list[dict]:
+    """Adam parameter groups: the flow head of BSFA level i at ``lr / 2^(5-i)``, the rest at ``lr``.
+
+    Our choice, not the published code's. Adam moves every weight by about lr per step whatever the
+    size of its gradient, and level i's flow is multiplied by 2^(5-i) in the composed flow, so with one
+    lr the coarse heads move the displacement 16x faster (in pixels) than the finest; a step of the
+    level-1 head then shifts the field by pixels and training oscillates (docs/training.md).
+    """
+    scaled: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in net.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        level = _flow_head_level(name) if level_scaled else None
+        factor = 1.0 if level is None else 2.0 ** (level - LEVELS)
+        scaled.setdefault(factor, []).append(parameter)
+    return [{"params": params, "lr": lr * factor} for factor, params in sorted(scaled.items())]
+
+
+def _flow_head_level(name: str) -> int | None:
+    """The BSFA level (1..5) of a flow-head parameter name, else None."""
+    match = re.fullmatch(r"reg_net\.f[12]_FR(\d)\.flow_output\.0\.(weight|bias)", name)
+    return int(match.group(1)) if match else None
 
 
 def _float_output(output: BSAFusionOutput) -> BSAFusionOutput:
@@ -272,8 +300,8 @@ class Trainer:
 
         self.steps_per_epoch = len(epoch_batches(len(train_samples), config.batch_size, 0, 0, self.dist))
         self.total_steps = self.steps_per_epoch * config.epochs
-        trainable = [p for p in self.net.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999))
+        groups = flow_head_groups(self.net, config.lr, config.level_scaled_flow_lr)
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.total_steps, eta_min=config.lr_min
         )
@@ -347,12 +375,14 @@ class Trainer:
     def train_step(self, fixed: Tensor, label: Tensor, generator: torch.Generator) -> dict[str, float]:
         """One optimiser step on a batch: deform the label, run the network, apply every loss."""
         fixed, label = fixed.to(self.device), label.to(self.device)
-        moving, _ = random_deformation(label, generator=generator, **self.config.deformation())
+        moving, displacement = random_deformation(label, generator=generator, **self.config.deformation())
+        true_flow = invert_displacement(displacement) if self.config.flow_supervision else None
         with self._autocast():
             output = self.model(fixed, moving)
         terms = bsafusion_loss(
             _float_output(output), fixed, label, self.state.mu,
             fusion_steers_registration=self.config.fusion_steers_registration,
+            true_flow=true_flow, flow_supervision=self.config.flow_supervision,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()

@@ -7,6 +7,7 @@ import math
 import torch
 
 from BSAFusionCore.training.losses import (
+    flow_supervision_loss,
     registration_loss,
     roughness,
     smoothness_loss,
@@ -56,3 +57,12 @@ def test_sobel_is_sum_of_absolute_gradients() -> None:
     # Sobel of a ramp: 8 * slope along each axis, inside the image.
     inner = sobel(image)[..., 1:-1, 1:-1]
     torch.testing.assert_close(inner, torch.full_like(inner, 8 * 3 + 8 * 2))
+
+
+def test_flow_supervision_is_the_mean_endpoint_error() -> None:
+    true_flow = torch.zeros(2, 2, 4, 4)
+    flow = torch.zeros(2, 2, 4, 4)
+    flow[:, 0] = 3.0
+    flow[:, 1] = 4.0  # every pixel 5 px off
+    assert math.isclose(float(flow_supervision_loss(flow, true_flow)), 5.0, rel_tol=1e-6)
+    assert float(flow_supervision_loss(true_flow, true_flow)) == 0

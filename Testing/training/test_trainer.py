@@ -12,8 +12,8 @@ from training_phantoms import phantom_pair
 
 from BSAFusionCore.errors import Cancelled, InputError
 from BSAFusionCore.training.data import PairSample, make_batch, prepare_pair
-from BSAFusionCore.training.deformation import random_deformation
-from BSAFusionCore.training.losses import bsafusion_loss
+from BSAFusionCore.training.deformation import invert_displacement, random_deformation
+from BSAFusionCore.training.losses import bsafusion_loss, flow_supervision_loss
 from BSAFusionCore.training.trainer import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -117,6 +117,43 @@ def test_a_fresh_network_starts_without_motion(tmp_path: Path) -> None:
     assert torch.count_nonzero(flow) == 0
     random_flow = Trainer(_config(tmp_path, zero_flow_init=False), samples, []).net(fixed, moving).flow
     assert random_flow.abs().mean() > 0.1
+
+
+def test_flow_supervision_steps_reduce_the_endpoint_error(tmp_path: Path) -> None:
+    samples = _samples(2)
+    config = _config(tmp_path, flow_supervision=1.0, deformation_scale=4.0, lr=3e-4)
+    trainer = Trainer(config, samples, [])
+    fixed, label = make_batch(samples, [0, 1], None)
+    moving, displacement = random_deformation(
+        label, generator=torch.Generator().manual_seed(9), **trainer.config.deformation()
+    )
+    true_flow = invert_displacement(displacement)
+
+    def error() -> float:
+        trainer.net.eval()
+        with torch.no_grad():
+            value = float(flow_supervision_loss(trainer.net(fixed, moving).flow, true_flow))
+        trainer.net.train()
+        return value
+
+    before = error()
+    figures = [trainer.train_step(fixed, label, torch.Generator().manual_seed(9)) for _ in range(30)]
+    assert figures[0]["flow_supervision"] == pytest.approx(before, rel=1e-3)  # zero flow heads: no dropout effect
+    assert error() < 0.93 * before
+
+
+def test_flow_heads_learn_at_level_scaled_rates(tmp_path: Path) -> None:
+    trainer = Trainer(_config(tmp_path, lr=1e-4), _samples(2), [])
+    rates = {}
+    for group in trainer.optimizer.param_groups:
+        for parameter in group["params"]:
+            rates[id(parameter)] = group["lr"]
+    for name, parameter in trainer.net.named_parameters():
+        if parameter.requires_grad:
+            level = int(name[len("reg_net.f1_FR")]) if ".flow_output." in name else 5
+            assert rates[id(parameter)] == pytest.approx(1e-4 / 2 ** (5 - level)), name
+    published = Trainer(_config(tmp_path / "p", lr=1e-4, level_scaled_flow_lr=False), _samples(2), [])
+    assert [group["lr"] for group in published.optimizer.param_groups] == [1e-4]
 
 
 @pytest.mark.parametrize("steers", [False, True])
