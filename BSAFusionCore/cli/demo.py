@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
-from ..examples import example_pair
+from ..examples import example_pair, head_phantom
 from ..images import write_image
 from ..inference import FusionModel, fuse_images, load_model, model_from_network
+from ..metrics.registration import similarity_metrics
 from ..network import BSAFusionNet
 from .common import run_record, write_json
 
@@ -52,8 +53,13 @@ def run_demo(args: argparse.Namespace) -> int:
     write_image(out / "overview.png", np.concatenate((mri, ct, result.warped, result.fused), axis=1))
     np.save(out / "displacement.npy", result.displacement)
     magnitude = np.linalg.norm(result.displacement, axis=-1)
-    write_json(out / "demo.json", run_record(weights=weights, device=str(model.device),
-                                             mean_displacement_px=float(magnitude.mean())))
+    aligned_ct = head_phantom(args.size, "CT")  # the CT before the example's deformation
+    before, after = similarity_metrics(ct, aligned_ct), similarity_metrics(result.warped, aligned_ct)
+    write_json(out / "demo.json", run_record(
+        weights=weights, device=str(model.device), mean_displacement_px=float(magnitude.mean()),
+        ct_vs_aligned_ct_before=before, ct_vs_aligned_ct_after=after,
+    ))
     log.info("demo with %s on %s: wrote %s/overview.png (MRI | unaligned CT | warped CT | fused); "
-             "mean displacement %.2f px", weights, model.device, out, magnitude.mean())
+             "mean displacement %.2f px; CT vs its aligned original: NCC %.3f -> %.3f, SSIM %.3f -> %.3f",
+             weights, model.device, out, magnitude.mean(), before["NCC"], after["NCC"], before["SSIM"], after["SSIM"])
     return 0

@@ -59,7 +59,9 @@ def test_demo_runs_on_built_in_data(tmp_path, monkeypatch):
     monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "none"))
     assert main(["demo", "--output-dir", str(tmp_path), "--size", "64", "--device", "cpu"]) == 0
     assert read_image(tmp_path / "overview.png").shape == (64, 256)
-    assert "UNTRAINED" in json.loads((tmp_path / "demo.json").read_text())["weights"]
+    record = json.loads((tmp_path / "demo.json").read_text())
+    assert "UNTRAINED" in record["weights"]
+    assert 0 < record["ct_vs_aligned_ct_before"]["NCC"] < 1
 
 
 def test_benchmark_speed_prints_a_row_per_batch(capsys):
