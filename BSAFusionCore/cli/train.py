@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 # Settings a resumed run takes from its checkpoint.
 _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
-    "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr",
+    "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "freeze_registration",
 )
-_BEFORE_THE_OPTION = {"flow_supervision": 0.0, "level_scaled_flow_lr": False}  # runs older than these options
+# What runs older than these options did.
+_BEFORE_THE_OPTION = {"flow_supervision": 0.0, "level_scaled_flow_lr": False, "freeze_registration": False}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hyper.add_argument(
         "--published-flow-lr", dest="level_scaled_flow_lr", action="store_false",
         help="train every flow head at the same lr (published) instead of lr / 2^(5-level)",
+    )
+    hyper.add_argument(
+        "--freeze-registration", action="store_true",
+        help="keep the registration (BSFA) net as it starts and train the rest, e.g. to fine-tune the fusion "
+        "of given weights on new data",
     )
     hyper.add_argument(
         "--random-flow-init", action="store_true",
@@ -134,7 +140,8 @@ def run_train(args: argparse.Namespace) -> int:
         deformation_scale=args.deformation_scale, max_steps=args.max_steps, data_description=description,
         zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
         flow_supervision=args.flow_supervision,
-        level_scaled_flow_lr=args.level_scaled_flow_lr, init_weights="" if args.resume else str(args.init or ""),
+        level_scaled_flow_lr=args.level_scaled_flow_lr, freeze_registration=args.freeze_registration,
+        init_weights="" if args.resume else str(args.init or ""),
     )
     initial = None
     if args.init and not args.resume:

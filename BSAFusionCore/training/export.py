@@ -54,6 +54,8 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str
             f", plus the endpoint error against the synthetic field with weight {config.flow_supervision:g}"
             " (not a loss of the paper)"
         )
+    if config.freeze_registration:
+        routing += "; the registration (BSFA) net was frozen as it started"
     lines = [
         f"# BSAFusion weights for {config.modality}-MRI: `{weights_name}`",
         "",

@@ -67,6 +67,7 @@ class TrainConfig:
     fusion_steers_registration: bool = False  # True: the published gradient routing
     flow_supervision: float = 0.0  # weight of the endpoint error against the known field (0 = published)
     level_scaled_flow_lr: bool = True  # flow head of level i learns at lr / 2^(5-i) (see flow_head_groups)
+    freeze_registration: bool = False  # keep the BSFA registration net as it starts (train the rest)
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     data_description: str = ""
 
@@ -288,6 +289,8 @@ class Trainer:
         elif config.zero_flow_init:
             zero_flow_heads(self.net)
         self.net.reload_discriminator()
+        if config.freeze_registration:
+            self.net.reg_net.requires_grad_(False)
         # Our choice, not the published code's: with the published routing the fusion loss pushes the
         # displacements to tens of pixels through the flow the fusion branch warps with (docs/training.md).
         self.net.detach_fusion_flow = not config.fusion_steers_registration

@@ -156,6 +156,19 @@ def test_flow_heads_learn_at_level_scaled_rates(tmp_path: Path) -> None:
     assert [group["lr"] for group in published.optimizer.param_groups] == [1e-4]
 
 
+def test_freeze_registration_trains_only_the_rest(tmp_path: Path) -> None:
+    samples = _samples(2)
+    trainer = Trainer(_config(tmp_path, freeze_registration=True, zero_flow_init=False), samples, [])
+    before = {name: p.clone() for name, p in trainer.net.named_parameters()}
+    fixed, label = make_batch(samples, [0, 1], None)
+    for _ in range(2):
+        trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    changed = {name for name, p in trainer.net.named_parameters() if not torch.equal(p, before[name])}
+    assert not any(name.startswith("reg_net.") for name in changed)
+    assert any(name.startswith("fusion_net.") for name in changed)
+    assert any(name.startswith("encoder.") for name in changed)
+
+
 @pytest.mark.parametrize("steers", [False, True])
 def test_fusion_loss_reaches_the_flow_only_when_asked(tmp_path: Path, steers: bool) -> None:
     samples = _samples(2)
