@@ -28,7 +28,7 @@ from ..images import read_image
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nrrd", ".nii", ".nii.gz", ".mha")
-_CASE_NAME = re.compile(r"^(\d{3})\d{3}$")  # aanlib GGGSSS: case GGG, slice SSS
+_CASE_NAME = re.compile(r"^(\d+)\d{3}$")  # aanlib names: the case number, then a 3-digit slice
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from BSAFusionCore.training.data import (
 def test_aanlib_folders_grayscale(tmp_path: Path) -> None:
     write_aanlib(tmp_path, "CT", cases=2, slices=3, size=48)
     pairs = aanlib_pairs(tmp_path, "CT")
-    assert len(pairs) == 6 and {case for _, _, case in pairs} == {"001", "002"}
+    assert len(pairs) == 6 and {case for _, _, case in pairs} == {"7", "14"}
     samples = load_file_pairs(pairs, 32)
     assert samples[0].fixed.shape == (1, 32, 32) and samples[0].moving.shape == (1, 32, 32)
     for s in samples:
@@ -47,7 +47,7 @@ def test_rgb_moving_images_become_y(tmp_path: Path) -> None:
 
 def test_missing_partner_and_empty_folders(tmp_path: Path) -> None:
     write_aanlib(tmp_path, "CT", cases=1, slices=2, size=32)
-    (tmp_path / "CT-MRI" / "CT" / "001010.png").unlink()
+    (tmp_path / "CT-MRI" / "CT" / "7010.png").unlink()
     assert len(aanlib_pairs(tmp_path, "CT")) == 1
     with pytest.raises(InputError, match="expected folders"):
         aanlib_pairs(tmp_path, "SPECT")

@@ -33,13 +33,14 @@ def write_png(array: np.ndarray, path: Path) -> None:
 
 
 def write_aanlib(root: Path, modality: str, cases: int, slices: int, size: int, rgb: bool = False) -> Path:
-    """``root/<X>-MRI/{MRI,<X>}/GGGSSS.png`` like the aanlib folders."""
+    """``root/<X>-MRI/{MRI,<X>}/NAME.png`` like the aanlib folders: NAME is the case number, then a
+    3-digit slice number (cases 7, 14, 21, ...: one and two digits, as in the real folders)."""
     for case in range(cases):
         for s in range(slices):
             mri, other = phantom_pair(size, seed=100 * case + s)
             if rgb:
                 other = np.stack([other, (other * 0.5).astype(np.uint8), 255 - other], axis=-1)
-            name = f"{case + 1:03d}{s + 10:03d}.png"
+            name = f"{7 * (case + 1)}{s + 10:03d}.png"
             write_png(mri, root / f"{modality}-MRI" / "MRI" / name)
             write_png(other, root / f"{modality}-MRI" / modality / name)
     return root
