@@ -53,6 +53,11 @@ class FusionModel:
         return self.metadata.get("modality")
 
     @property
+    def registers(self) -> bool:
+        """False for weights whose registration net was never trained (their displacement is zero)."""
+        return self.metadata.get("registers", True) is not False
+
+    @property
     def image_size(self) -> int:
         return int(self.metadata.get("image_size") or DEFAULT_IMAGE_SIZE)
 
@@ -158,6 +163,9 @@ def load_model(source: str | Path, device: str | torch.device | None = None,
             net, meta = load_network(path)
             _cache[key] = FusionModel(net, target, meta, source=str(path), precision=precision)
             log.info("loaded %s on %s", path, target)
+            if meta.get("registers") is False:
+                log.warning("%s: the registration of these weights was not trained (zero displacement); they "
+                            "fuse images that are already aligned (see their model card)", path.name)
         return _cache[key]
 
 

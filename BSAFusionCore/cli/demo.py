@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _demo_model(device: str) -> tuple[FusionModel, str]:
     try:
-        return load_model("CT", device=device), "shipped CT weights"
+        model = load_model("CT", device=device)
+        return model, "shipped CT weights" + ("" if model.registers else " (fusion only: registration not trained)")
     except WeightsError as error:
         log.warning("%s", error)
         log.warning("RUNNING WITH UNTRAINED (random, seed 0) WEIGHTS: the output shows the pipeline, not "

@@ -25,6 +25,8 @@ def export_metadata(config: TrainConfig, state: TrainState) -> dict:
         "modality": config.modality,
         "image_size": config.image_size,
         "source": "bsafusion train",
+        # A frozen, never-trained registration net predicts zero displacement (flow heads start at zero).
+        "registers": not (config.freeze_registration and not config.init_weights and config.zero_flow_init),
         "data": config.data_description,
         "train_pairs": state.train_pairs,
         "val_pairs": state.val_pairs,
@@ -74,6 +76,13 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str
         "- Stored as float16 safetensors; load with `BSAFusionCore.load_model(path)`.",
         "",
     ]
+    if not export_metadata(config, state)["registers"]:
+        lines[1:1] = [
+            "",
+            "**Registration: not trained.** The registration net was frozen at its initialisation, whose flow heads "
+            "are zero, so these weights predict no displacement: they fuse images that are already aligned (for "
+            "volumes, after the rigid/affine pre-alignment). The file records `\"registers\": false`.",
+        ]
     if state.validation:
         lines += [
             f"## Validation (epoch {state.validation_epoch}, "

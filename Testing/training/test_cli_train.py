@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_phantoms import write_aanlib
+from training_phantoms import phantom_pair, write_aanlib
 
 from BSAFusionCore.cli import main
-from BSAFusionCore.inference import load_model
+from BSAFusionCore.inference import fuse_images, load_model
 from BSAFusionCore.training.trainer import LAST_CHECKPOINT, load_checkpoint
 from BSAFusionCore.weights import read_weights
 
@@ -40,7 +40,8 @@ def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
     assert {"ssim", "ncc", "epe"} <= set(metadata["validation"])
     assert all(t.dtype == torch.float16 for t in state.values())
     card = weights.with_suffix(".md").read_text()
-    assert "no registration" in card and "32x32" in card
+    assert "no registration" in card and "32x32" in card and "not trained" not in card
+    assert metadata["registers"] is True
     assert load_model(weights, device="cpu").image_size == 32
 
     assert main(["train", "--run-dir", str(run), "--export", str(tmp_path / "out" / "w.safetensors")]) == 0
@@ -48,6 +49,23 @@ def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
 
     fine_tune = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fine"), *TINY, "--epochs", "1"]
     assert main([*fine_tune, "--init", str(weights), "--max-steps", "1"]) == 0
+
+
+def test_fusion_only_weights_say_they_do_not_register(
+    aanlib: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "fusion-only"
+    args = ["train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY, "--epochs", "1", "--freeze-registration"]
+    assert main(args) == 0
+    weights = run / "BSAFusion_CT.safetensors"
+    assert read_weights(weights)[1]["registers"] is False
+    assert "Registration: not trained" in weights.with_suffix(".md").read_text()
+    model = load_model(weights, device="cpu")
+    assert not model.registers
+    assert "registration of these weights was not trained" in caplog.text
+    mri, ct = (image / 255.0 for image in phantom_pair(32, 0))
+    displacement = fuse_images(mri, ct, model).displacement
+    assert not displacement.any()
 
 
 def test_bad_data_source_is_reported(tmp_path: Path) -> None:
