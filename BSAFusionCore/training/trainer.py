@@ -414,7 +414,7 @@ class Trainer:
                 total=len(batches), initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}",
                 disable=None if self.dist.main else True, leave=False,
             )
-            started = time.perf_counter()
+            started = epoch_started = time.perf_counter()
             samples_done = 0
             for step in range(state.step_in_epoch, len(batches)):
                 check_cancel(cancel)
@@ -439,7 +439,7 @@ class Trainer:
                     return state
             bar.close()
             state.elapsed_s += time.perf_counter() - started
-            self._end_epoch(samples_done * self.dist.world / max(time.perf_counter() - started, 1e-9))
+            self._end_epoch(samples_done * self.dist.world / max(time.perf_counter() - epoch_started, 1e-9))
         return state
 
     def _end_epoch(self, samples_per_s: float) -> None:
