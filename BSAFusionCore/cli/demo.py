@@ -45,22 +45,29 @@ def _demo_model(device: str) -> tuple[FusionModel, str]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    mri, ct, _ = example_pair(args.size)
     model, weights = _demo_model(args.device)
+    mri, ct, _ = example_pair(args.size)
+    aligned_ct = head_phantom(args.size, "CT")  # the CT before the example's deformation
+    if model.registers:
+        ct_name, panels = "ct_unaligned", "MRI | unaligned CT | warped CT | fused"
+    else:
+        log.warning("these weights do not register: the demo fuses the example CT before its deformation")
+        ct, ct_name, panels = aligned_ct, "ct", "MRI | CT | fused"
     result = fuse_images(mri, ct, model)
     out = args.output_dir
-    for name, image in (("mri", mri), ("ct_unaligned", ct), ("warped", result.warped), ("fused", result.fused)):
+    images = {"mri": mri, ct_name: ct, "warped": result.warped, "fused": result.fused}
+    for name, image in images.items():
         write_image(out / f"{name}.png", image)
-    write_image(out / "overview.png", np.concatenate((mri, ct, result.warped, result.fused), axis=1))
+    shown = (mri, ct, result.warped, result.fused) if model.registers else (mri, ct, result.fused)
+    write_image(out / "overview.png", np.concatenate(shown, axis=1))
     np.save(out / "displacement.npy", result.displacement)
     magnitude = np.linalg.norm(result.displacement, axis=-1)
-    aligned_ct = head_phantom(args.size, "CT")  # the CT before the example's deformation
     before, after = similarity_metrics(ct, aligned_ct), similarity_metrics(result.warped, aligned_ct)
     write_json(out / "demo.json", run_record(
         weights=weights, device=str(model.device), mean_displacement_px=float(magnitude.mean()),
         ct_vs_aligned_ct_before=before, ct_vs_aligned_ct_after=after,
     ))
-    log.info("demo with %s on %s: wrote %s/overview.png (MRI | unaligned CT | warped CT | fused); "
-             "mean displacement %.2f px; CT vs its aligned original: NCC %.3f -> %.3f, SSIM %.3f -> %.3f",
-             weights, model.device, out, magnitude.mean(), before["NCC"], after["NCC"], before["SSIM"], after["SSIM"])
+    log.info("demo with %s on %s: wrote %s/overview.png (%s); mean displacement %.2f px; "
+             "CT vs its aligned original: NCC %.3f -> %.3f, SSIM %.3f -> %.3f", weights, model.device, out, panels,
+             magnitude.mean(), before["NCC"], after["NCC"], before["SSIM"], after["SSIM"])
     return 0

@@ -64,6 +64,18 @@ def test_demo_runs_on_built_in_data(tmp_path, monkeypatch):
     assert 0 < record["ct_vs_aligned_ct_before"]["NCC"] < 1
 
 
+def test_demo_with_fusion_only_weights_fuses_the_aligned_example(tmp_path, monkeypatch, random_net, caplog):
+    save_weights(tmp_path / "w" / "BSAFusion_CT.safetensors", random_net,
+                 {"modality": "CT", "image_size": 64, "registers": False})
+    monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "w"))
+    assert main(["demo", "--output-dir", str(tmp_path / "out"), "--size", "64", "--device", "cpu"]) == 0
+    assert read_image(tmp_path / "out" / "overview.png").shape == (64, 192)  # MRI | CT | fused
+    record = json.loads((tmp_path / "out" / "demo.json").read_text())
+    assert "registration not trained" in record["weights"]
+    assert record["ct_vs_aligned_ct_before"]["NCC"] == pytest.approx(1.0)
+    assert "do not register" in caplog.text
+
+
 def test_benchmark_speed_prints_a_row_per_batch(capsys):
     assert main(["benchmark-speed", "--size", "32", "--batch-sizes", "1", "2", "--repeats", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
