@@ -464,6 +464,8 @@ class Trainer:
             state.validation_epoch = state.epoch
             row.update({f"val_{n}": v for n, v in state.validation.items()})
             score = state.validation["ssim"] + state.validation["ncc"]
+            if config.freeze_registration:  # the registration figures cannot change: keep the latest
+                score = float(state.epoch)
             if score > state.best_score:
                 state.best_score, state.best_epoch, improved = score, state.epoch, True
         if self.dist.main:
