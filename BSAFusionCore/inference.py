@@ -216,9 +216,12 @@ def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
     """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
 
     The network runs at ``model.image_size``; results come back at the input size, with the
-    displacement in the input's pixels. ``zero_displacement=True`` fuses without registering.
+    displacement in the input's pixels. ``zero_displacement=True`` fuses without registering; weights
+    that do not register (``model.registers`` False) always take that path, which skips the
+    registration net and gives the same result.
     """
     check_pair(fixed, moving)
+    zero_displacement = zero_displacement or not model.registers
     shape = tuple(fixed.shape[-2:])
     size = model.image_size
     fixed = fixed.to(model.device, torch.float32)

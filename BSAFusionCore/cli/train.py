@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.pt")
     run.add_argument("--init", help="start from these weights (ours, the authors' .pkl, or CT/PET/SPECT)")
     run.add_argument("--export", type=Path, metavar="WEIGHTS", help="export the run's best checkpoint and exit")
+    run.add_argument(
+        "--export-size", type=int, metavar="N",
+        help="with --export: the working resolution the weights record for inference (default: the training size)",
+    )
     run.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: the GPU of this process, else CPU)")
     run.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"], help="GPU mixed precision")
     hyper = parser.add_argument_group("training")
@@ -101,7 +105,7 @@ def _load_samples(args: argparse.Namespace):
     return samples, ", ".join(f"{f.name} + {m.name} (axis {args.axis})" for f, m in args.volume_pair)
 
 
-def _export(run_dir: Path, output: Path) -> int:
+def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int:
     from ..training.export import export_checkpoint
     from ..training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT
 
@@ -110,14 +114,14 @@ def _export(run_dir: Path, output: Path) -> int:
         checkpoint = run_dir / LAST_CHECKPOINT
     if not checkpoint.is_file():
         raise InputError(f"{run_dir} has no checkpoint to export")
-    weights, card = export_checkpoint(checkpoint, output)
+    weights, card = export_checkpoint(checkpoint, output, working_size)
     log.info("exported %s to %s and %s", checkpoint, weights, card)
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     if args.export:
-        return _export(args.run_dir, args.export)
+        return _export(args.run_dir, args.export, args.export_size)
     from ..training.data import split_by_case
     from ..training.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 

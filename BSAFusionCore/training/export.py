@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from ..files import atomic_output
 from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
 from ..network import BSAFusionNet
@@ -19,11 +20,12 @@ _FIGURES = (
 )
 
 
-def export_metadata(config: TrainConfig, state: TrainState) -> dict:
-    """What the weights file records about its training."""
+def export_metadata(config: TrainConfig, state: TrainState, working_size: int | None = None) -> dict:
+    """What the weights file records about its training; ``image_size`` is the inference resolution."""
     return {
         "modality": config.modality,
-        "image_size": config.image_size,
+        "image_size": working_size or config.image_size,
+        "training_image_size": config.image_size,
         "source": "bsafusion train",
         # A frozen, never-trained registration net predicts zero displacement (flow heads start at zero).
         "registers": not (config.freeze_registration and not config.init_weights and config.zero_flow_init),
@@ -41,9 +43,10 @@ def export_metadata(config: TrainConfig, state: TrainState) -> dict:
     }
 
 
-def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str:
+def model_card(config: TrainConfig, state: TrainState, weights_name: str, working_size: int | None = None) -> str:
     """The markdown model card of exported weights."""
     deformation = config.deformation()
+    size = working_size or config.image_size
     if config.init_weights:
         start = f"fine-tuned from `{config.init_weights}`"
     else:
@@ -66,7 +69,8 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str
         "",
         f"- Data: {config.data_description or 'not recorded'}; {state.train_pairs} training pairs, "
         f"{state.val_pairs} held-out validation pairs (whole cases).",
-        f"- Working resolution: {config.image_size}x{config.image_size} (inference resizes to it).",
+        f"- Working resolution: {size}x{size} (inference resizes to it)"
+        + ("." if size == config.image_size else f"; trained at {config.image_size}x{config.image_size}."),
         f"- Epochs: {state.epoch} of {config.epochs} planned ({state.global_step} steps, batch {config.batch_size});"
         f" Adam, cosine annealing {config.lr:g} -> {config.lr_min:g} over the planned run; final mu {state.mu:.3f}.",
         f"- Training time: {state.elapsed_s / 3600:.2f} h on {'; '.join(state.hardware) or 'unknown hardware'}.",
@@ -115,7 +119,7 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def export_checkpoint(checkpoint_path: Path, output: Path) -> tuple[Path, Path]:
+def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | None = None) -> tuple[Path, Path]:
     """Write ``output`` (fp16 safetensors) and ``output`` with suffix ``.md`` (the model card)."""
     checkpoint = load_checkpoint(Path(checkpoint_path))
     config, state = TrainConfig(**checkpoint["config"]), TrainState(**checkpoint["state"])
@@ -123,8 +127,10 @@ def export_checkpoint(checkpoint_path: Path, output: Path) -> tuple[Path, Path]:
     net.load_state_dict(checkpoint["model"])
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(output, net, export_metadata(config, state), dtype=torch.float16)
+    if working_size is not None and (working_size % 16 or working_size < 32):
+        raise InputError(f"the working size must be a multiple of 16 and >= 32, got {working_size}")
+    save_weights(output, net, export_metadata(config, state, working_size), dtype=torch.float16)
     card = output.with_suffix(".md")
     with atomic_output(card) as tmp:
-        tmp.write_text(model_card(config, state, output.name), encoding="utf-8")
+        tmp.write_text(model_card(config, state, output.name, working_size), encoding="utf-8")
     return output, card

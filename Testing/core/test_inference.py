@@ -10,7 +10,8 @@ import BSAFusionCore as bf
 from BSAFusionCore.color import rgb_to_ycbcr, ycbcr_to_rgb
 from BSAFusionCore.examples import deform, example_pair, head_phantom
 from BSAFusionCore.inference import mixed_precision_agrees
-from BSAFusionCore.network import BSAFusionOutput
+from BSAFusionCore.network import BSAFusionNet, BSAFusionOutput
+from BSAFusionCore.training.trainer import zero_flow_heads
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (45, 70), (97, 33)])
@@ -118,6 +119,22 @@ def test_zero_displacement_fuses_without_moving(small_model):
     result = bf.fuse_images(mri, ct, small_model, zero_displacement=True)
     assert not result.displacement.any()
     np.testing.assert_allclose(result.warped, ct, atol=1e-6)
+
+def test_weights_that_do_not_register_skip_the_registration_net_with_the_same_result():
+    torch.manual_seed(1)
+    net = BSAFusionNet().eval()
+    zero_flow_heads(net)  # what a never-trained, frozen registration net is
+    mri, ct, _ = example_pair(64)
+    full = bf.fuse_images(mri, ct, bf.model_from_network(net, "cpu", {"image_size": 64}))
+    calls = []
+    fusion_only = bf.model_from_network(net, "cpu", {"image_size": 64, "registers": False})
+    fusion_only.engine.reg_net.register_forward_hook(lambda *args: calls.append(args))
+    fast = bf.fuse_images(mri, ct, fusion_only)
+    assert not calls
+    assert not full.displacement.any() and not fast.displacement.any()
+    np.testing.assert_allclose(fast.fused, full.fused, atol=1e-6)
+    np.testing.assert_array_equal(fast.warped, full.warped)
+
 
 def test_mixed_precision_check_rejects_a_precision_that_changes_results(small_model):
     # Random weights are chaotic: bf16 moves them far from fp32, and the check must say so.

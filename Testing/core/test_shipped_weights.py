@@ -1,0 +1,40 @@
+"""The weights shipped in Resources/weights: format, size, model cards, and that they fuse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import BSAFusionCore as bf
+from BSAFusionCore.examples import head_phantom
+from BSAFusionCore.metrics import fusion_metrics
+from BSAFusionCore.resources import WEIGHTS_DIR_VARIABLE, bundled_weights
+from BSAFusionCore.weights import MODALITIES, read_weights
+
+MAX_BYTES = 25 * 2**20
+
+
+@pytest.fixture(autouse=True)
+def _shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WEIGHTS_DIR_VARIABLE, raising=False)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_shipped_weights_are_checked_fp16_files_with_a_model_card(modality: str) -> None:
+    path = bundled_weights(modality)
+    assert path.stat().st_size <= MAX_BYTES
+    state, metadata = read_weights(path)
+    assert metadata["modality"] == modality and metadata["image_size"] == 256
+    assert all(tensor.dtype == torch.float16 for tensor in state.values())
+    card = path.with_suffix(".md").read_text(encoding="utf-8")
+    assert f"{modality}-MRI" in card and "Held-out evaluation" in card
+    assert ("Registration: not trained" in card) == (metadata["registers"] is False)
+    assert bf.load_model(modality, device="cpu").modality == modality
+
+
+def test_shipped_ct_weights_fuse_better_than_the_average_on_the_example() -> None:
+    mri, ct = head_phantom(128, "MRI"), head_phantom(128, "CT")
+    fused = bf.fuse_images(mri, ct, bf.load_model("CT", device="cpu")).fused
+    ours, average = fusion_metrics(mri, ct, fused), fusion_metrics(mri, ct, (mri + ct) / 2)
+    assert ours["Qabf"] > average["Qabf"] + 0.1  # edges of both images carried over (0.73 vs 0.55)
+    assert ours["Qcv"] < average["Qcv"] / 2  # (232 vs 651)
