@@ -29,6 +29,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..files import atomic_output
 from ..network import BSAFusionNet, BSAFusionOutput
+from ..network.registration import LEVELS
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .data import PairSample, make_batch
 from .deformation import invert_displacement, random_deformation
@@ -42,7 +43,6 @@ BEST_CHECKPOINT = "best.pt"
 LOG_CSV = "log.csv"
 PUBLISHED_SIZE = 256
 VALIDATION_SEED = 20250101
-LEVELS = 5  # BSFA levels
 
 
 @dataclass
