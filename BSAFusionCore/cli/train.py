@@ -151,7 +151,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.init and not args.resume:
         from ..inference import load_model
 
-        initial = load_model(args.init, device="cpu").net.state_dict()
+        start = load_model(args.init, device="cpu")
+        initial, config.init_registers = start.net.state_dict(), start.registers
     trainer = Trainer(config, train, val, device=args.device, initial_state=initial)
     try:
         if args.resume:

@@ -20,6 +20,14 @@ _FIGURES = (
 )
 
 
+def registers(config: TrainConfig) -> bool:
+    """Whether the run's weights register: a frozen registration net keeps what it started with (the
+    initial weights' registration, or zero displacement from zeroed flow heads)."""
+    if not config.freeze_registration:
+        return True
+    return config.init_registers if config.init_weights else not config.zero_flow_init
+
+
 def export_metadata(config: TrainConfig, state: TrainState, working_size: int | None = None) -> dict:
     """What the weights file records about its training; ``image_size`` is the inference resolution."""
     return {
@@ -27,8 +35,7 @@ def export_metadata(config: TrainConfig, state: TrainState, working_size: int | 
         "image_size": working_size or config.image_size,
         "training_image_size": config.image_size,
         "source": "bsafusion train",
-        # A frozen, never-trained registration net predicts zero displacement (flow heads start at zero).
-        "registers": not (config.freeze_registration and not config.init_weights and config.zero_flow_init),
+        "registers": registers(config),
         "data": config.data_description,
         "train_pairs": state.train_pairs,
         "val_pairs": state.val_pairs,
@@ -80,12 +87,12 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         "- Stored as float16 safetensors; load with `BSAFusionCore.load_model(path)`.",
         "",
     ]
-    if not export_metadata(config, state)["registers"]:
+    if not registers(config):
         lines[1:1] = [
             "",
-            "**Registration: not trained.** The registration net was frozen at its initialisation, whose flow heads "
-            "are zero, so these weights predict no displacement: they fuse images that are already aligned (for "
-            "volumes, after the rigid/affine pre-alignment). The file records `\"registers\": false`.",
+            "**Registration: not trained.** The registration net was frozen as it started, predicting no "
+            "displacement, so these weights fuse images that are already aligned (for volumes, after the "
+            "rigid/affine pre-alignment). The file records `\"registers\": false`.",
         ]
     if state.validation:
         lines += [

@@ -69,6 +69,7 @@ class TrainConfig:
     level_scaled_flow_lr: bool = True  # flow head of level i learns at lr / 2^(5-i) (see flow_head_groups)
     freeze_registration: bool = False  # keep the BSFA registration net as it starts (train the rest)
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
+    init_registers: bool = True  # whether those weights register (their metadata's "registers")
     data_description: str = ""
 
     def deformation(self) -> dict[str, float | int]:

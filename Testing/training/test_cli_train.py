@@ -72,6 +72,13 @@ def test_fusion_only_weights_say_they_do_not_register(
     displacement = fuse_images(mri, ct, model).displacement
     assert not displacement.any()
 
+    # Fine-tuning keeps the flag while the registration stays frozen, and drops it once it trains.
+    for freeze, expected in ((["--freeze-registration"], False), ([], True)):
+        tuned = tmp_path / f"tuned{len(freeze)}"
+        fine_tune = ["train", "--aanlib", str(aanlib), "--run-dir", str(tuned), *TINY, "--epochs", "1"]
+        assert main([*fine_tune, "--init", str(weights), *freeze]) == 0
+        assert read_weights(tuned / "BSAFusion_CT.safetensors")[1]["registers"] is expected
+
 
 def test_bad_data_source_is_reported(tmp_path: Path) -> None:
     assert main(["train", "--run-dir", str(tmp_path / "run")]) == 2
