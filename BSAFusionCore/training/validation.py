@@ -20,6 +20,7 @@ from ..metrics import fusion_metrics
 from ..metrics.fusion import MIN_SIDE
 from .data import PairSample, make_batch
 from .deformation import invert_displacement, random_deformation
+from .losses import endpoint_error
 
 
 @dataclass
@@ -51,11 +52,6 @@ def ncc(a: Tensor, b: Tensor) -> Tensor:
 def ssim_per_image(a: Tensor, b: Tensor) -> Tensor:
     """SSIM (window 11, sigma 1.5, data range 1) per image."""
     return ssim(a, b, 11, max_val=1.0).flatten(1).mean(dim=1)
-
-
-def endpoint_error(flow: Tensor, true_flow: Tensor) -> Tensor:
-    """Mean endpoint error in pixels per image."""
-    return (flow - true_flow).norm(dim=1).flatten(1).mean(dim=1)
 
 
 @torch.no_grad()
