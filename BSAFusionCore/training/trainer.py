@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +135,15 @@ def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, dist_: Dis
     return [shard[i : i + batch_size] for i in range(0, per_rank, batch_size)]
 
 
+def flow_heads(net: BSAFusionNet) -> list[tuple[int, nn.Conv2d]]:
+    """(level, last convolution) of every BSFA flow head, both sides, levels 1..5."""
+    return [
+        (level, getattr(net.reg_net, f"{side}_FR{level}").flow_output[0])
+        for side in ("f1", "f2")
+        for level in range(1, LEVELS + 1)
+    ]
+
+
 def zero_flow_heads(net: BSAFusionNet) -> None:
     """Zero the last convolution of every BSFA flow head, so a fresh network predicts no motion.
 
@@ -144,10 +152,9 @@ def zero_flow_heads(net: BSAFusionNet) -> None:
     on it, which matters when the training budget is short.
     """
     with torch.no_grad():
-        for name, module in net.reg_net.named_modules():
-            if name.endswith("flow_output.0"):
-                module.weight.zero_()
-                module.bias.zero_()
+        for _, conv in flow_heads(net):
+            conv.weight.zero_()
+            conv.bias.zero_()
 
 
 def flow_head_groups(net: BSAFusionNet, lr: float, level_scaled: bool) -> list[dict]:
@@ -158,20 +165,13 @@ def flow_head_groups(net: BSAFusionNet, lr: float, level_scaled: bool) -> list[d
     lr the coarse heads move the displacement 16x faster (in pixels) than the finest; a step of the
     level-1 head then shifts the field by pixels and training oscillates (docs/training.md).
     """
+    head_levels = {id(p): level for level, conv in flow_heads(net) for p in conv.parameters()} if level_scaled else {}
     scaled: dict[float, list[nn.Parameter]] = {}
-    for name, parameter in net.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        level = _flow_head_level(name) if level_scaled else None
-        factor = 1.0 if level is None else 2.0 ** (level - LEVELS)
-        scaled.setdefault(factor, []).append(parameter)
+    for parameter in net.parameters():
+        if parameter.requires_grad:
+            level = head_levels.get(id(parameter), LEVELS)
+            scaled.setdefault(2.0 ** (level - LEVELS), []).append(parameter)
     return [{"params": params, "lr": lr * factor} for factor, params in sorted(scaled.items())]
-
-
-def _flow_head_level(name: str) -> int | None:
-    """The BSFA level (1..5) of a flow-head parameter name, else None."""
-    match = re.fullmatch(r"reg_net\.f[12]_FR(\d)\.flow_output\.0\.(weight|bias)", name)
-    return int(match.group(1)) if match else None
 
 
 def _float_output(output: BSAFusionOutput) -> BSAFusionOutput:
