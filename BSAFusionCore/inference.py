@@ -163,7 +163,7 @@ def load_model(source: str | Path, device: str | torch.device | None = None,
             net, meta = load_network(path)
             _cache[key] = FusionModel(net, target, meta, source=str(path), precision=precision)
             log.info("loaded %s on %s", path, target)
-            if meta.get("registers") is False:
+            if not _cache[key].registers:
                 log.warning("%s: the registration of these weights was not trained (zero displacement); they "
                             "fuse images that are already aligned (see their model card)", path.name)
         return _cache[key]

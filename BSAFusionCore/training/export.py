@@ -6,12 +6,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
 from ..files import atomic_output
 from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
 from ..network import BSAFusionNet
 from ..weights import save_weights
-from .trainer import TrainConfig, TrainState, load_checkpoint
+from .trainer import TrainConfig, TrainState, check_working_size, load_checkpoint
 
 _FIGURES = (
     ("ssim", "SSIM warped vs label (higher is better)"),
@@ -134,8 +133,8 @@ def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | N
     net.load_state_dict(checkpoint["model"])
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if working_size is not None and (working_size % 16 or working_size < 32):
-        raise InputError(f"the working size must be a multiple of 16 and >= 32, got {working_size}")
+    if working_size is not None:
+        check_working_size(working_size, "the working size")
     save_weights(output, net, export_metadata(config, state, working_size), dtype=torch.float16)
     card = output.with_suffix(".md")
     with atomic_output(card) as tmp:

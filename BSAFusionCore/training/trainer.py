@@ -135,6 +135,12 @@ def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, dist_: Dis
     return [shard[i : i + batch_size] for i in range(0, per_rank, batch_size)]
 
 
+def check_working_size(size: int, name: str) -> None:
+    """The network's resolution: square, a multiple of 16 (the patch size), at least 32."""
+    if size % 16 or size < 32:
+        raise InputError(f"{name} must be a multiple of 16 and >= 32, got {size}")
+
+
 def flow_heads(net: BSAFusionNet) -> list[tuple[int, nn.Conv2d]]:
     """(level, last convolution) of every BSFA flow head, both sides, levels 1..5."""
     return [
@@ -270,8 +276,7 @@ class Trainer:
         device: torch.device | str | None = None,
         initial_state: dict[str, Tensor] | None = None,
     ) -> None:
-        if config.image_size % 16 or config.image_size < 32:
-            raise InputError(f"image_size must be a multiple of 16 and >= 32, got {config.image_size}")
+        check_working_size(config.image_size, "image_size")
         if config.batch_size < 1 or config.epochs < 1:
             raise InputError("batch_size and epochs must be positive")
         if not train_samples:
