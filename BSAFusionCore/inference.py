@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import InputError, WeightsError
-from .network import BSAFusionNet, resize_flow, warp_image
+from .network import BSAFusionNet, resize_flow, resize_image, warp_image
 from .network.folded import fold_for_inference
 from .resources import bundled_weights
 from .weights import MODALITIES, load_network
@@ -197,19 +196,6 @@ def check_pair(fixed: Tensor, moving: Tensor) -> None:
             raise InputError(f"{name} values must lie in [0, 1], found [{low:.4g}, {high:.4g}]")
 
 
-def _to_working(image: Tensor, size: int) -> Tensor:
-    if image.shape[-2:] == (size, size):
-        return image
-    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=max(image.shape[-2:]) > size)
-
-
-def _from_working(image: Tensor, shape: tuple[int, int]) -> Tensor:
-    if tuple(image.shape[-2:]) == tuple(shape):
-        return image
-    return F.interpolate(image, size=shape, mode="bilinear", align_corners=False)
-
-
 @torch.inference_mode()
 def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
                zero_displacement: bool = False) -> BatchFusion:
@@ -228,7 +214,7 @@ def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
     moving = moving.to(model.device, torch.float32)
     ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
     luma = moving if ycbcr is None else ycbcr[:, :1]
-    fixed_w, luma_w = _to_working(fixed, size), _to_working(luma, size)
+    fixed_w, luma_w = resize_image(fixed, (size, size)), resize_image(luma, (size, size))
     fused_parts, flow_parts = [], []
     for fixed_part, luma_part in zip(fixed_w.split(model.network_batch), luma_w.split(model.network_batch),
                                      strict=True):
@@ -245,7 +231,7 @@ def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
     else:
         displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
     warped = warp_image(moving, displacement)
-    fused = _from_working(fused_w, shape).clamp(0, 1)
+    fused = resize_image(fused_w, shape).clamp(0, 1)
     if ycbcr is not None:
         chroma = warp_image(ycbcr[:, 1:], displacement)
         fused = ycbcr_to_rgb(torch.cat((fused, chroma), dim=1)).clamp(0, 1)

@@ -81,10 +81,12 @@ def _file_kind(path: Path) -> str:
         raise WeightsError(f"weights file {path} does not exist")
     with path.open("rb") as f:
         head = f.read(9)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "torch"
+    # safetensors: a little-endian u64 header length, then the JSON header. Checked first: the
+    # length's first byte may well be 0x80, which also starts a pickle.
     if len(head) == 9 and head[8:9] == b"{":
         return "safetensors"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "torch"
     raise WeightsError(f"{path} is neither a safetensors file nor a PyTorch checkpoint")
 
 

@@ -14,10 +14,14 @@ log = logging.getLogger(__name__)
 # Settings a resumed run takes from its checkpoint.
 _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
-    "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "freeze_registration",
+    "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
+    "mono_fraction", "synthetic_fraction", "val_size",
 )
 # What runs older than these options did.
-_BEFORE_THE_OPTION = {"flow_supervision": 0.0, "level_scaled_flow_lr": False, "freeze_registration": False}
+_BEFORE_THE_OPTION = {
+    "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
+    "mono_fraction": 0.0, "synthetic_fraction": 0.0, "val_size": 0,
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,14 +46,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", type=Path, required=True, help="folder of checkpoints and logs")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.pt")
-    run.add_argument("--init", help="start from these weights (ours, the authors' .pkl, or CT/PET/SPECT)")
+    run.add_argument(
+        "--init",
+        help="start from these weights: ours, the authors' .pkl, CT/PET/SPECT, or a training checkpoint (.pt) "
+        "such as the previous stage's RUN_DIR/best.pt",
+    )
+    run.add_argument(
+        "--max-minutes", type=float, default=0.0,
+        help="stop cleanly after about this many minutes (checkpoint, then export of the best weights); "
+        "continue later with --resume",
+    )
     run.add_argument("--export", type=Path, metavar="WEIGHTS", help="export the run's best checkpoint and exit")
     run.add_argument(
         "--export-size", type=int, metavar="N",
         help="with --export: the working resolution the weights record for inference (default: the training size)",
     )
     run.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: the GPU of this process, else CPU)")
-    run.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"], help="GPU mixed precision")
+    run.add_argument(
+        "--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
+        help="mixed precision (losses stay fp32): auto = bf16 on CPUs with native bf16 and on GPUs that have it, "
+        "else fp16 on GPUs and fp32 on CPUs",
+    )
+    stages = parser.add_argument_group("stages and curriculum (docs/training.md has the schedule)")
+    stages.add_argument(
+        "--stage", choices=["registration", "fusion", "joint"], default="joint",
+        help="registration: the registration path alone with its losses; fusion: everything but the registration "
+        "net; joint: everything with every loss (default)",
+    )
+    stages.add_argument(
+        "--pretrain-steps", type=int, default=0,
+        help="registration stage: the first N steps on mono-modal (MRI vs MRI) and random-contrast pairs only",
+    )
+    stages.add_argument(
+        "--mono-fraction", type=float, default=0.0, help="registration stage, afterwards: share of MRI vs MRI pairs"
+    )
+    stages.add_argument(
+        "--synthetic-fraction", type=float, default=0.0,
+        help="registration stage, afterwards: share of pairs whose moving image is a random contrast of the MRI "
+        "or of the moving image",
+    )
     hyper = parser.add_argument_group("training")
     hyper.add_argument("--image-size", type=int, default=256, help="training resolution, multiple of 16")
     hyper.add_argument("--batch-size", type=int, default=32, help="per process")
@@ -57,6 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hyper.add_argument("--lr", type=float, default=5e-5)
     hyper.add_argument("--lr-min", type=float, default=5e-7)
     hyper.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out for validation")
+    hyper.add_argument(
+        "--val-size", type=int, default=256,
+        help="validation resolution (default 256, the published one); the network runs at --image-size as in inference",
+    )
     hyper.add_argument("--val-every", type=int, default=10, help="validate every N epochs (0: never)")
     hyper.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps")
     hyper.add_argument("--max-steps", type=int, default=0, help="stop after N steps in total (0: no limit)")
@@ -76,9 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train every flow head at the same lr (published) instead of lr / 2^(5-level)",
     )
     hyper.add_argument(
-        "--freeze-registration", action="store_true",
-        help="keep the registration (BSFA) net as it starts and train the rest, e.g. to fine-tune the fusion "
-        "of given weights on new data",
+        "--freeze-registration", dest="stage", action="store_const", const="fusion",
+        help="the same as --stage fusion: keep the registration (BSFA) net as it starts and train the rest, "
+        "e.g. to fine-tune the fusion of given weights on new data",
     )
     hyper.add_argument(
         "--random-flow-init", action="store_true",
@@ -87,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_train)
 
 
-def _load_samples(args: argparse.Namespace):
+def _load_samples(args: argparse.Namespace, size: int):
     from ..training import data
 
     sources = [s for s in (args.aanlib, args.pairs_csv, args.volume_pair) if s]
@@ -95,14 +134,28 @@ def _load_samples(args: argparse.Namespace):
         raise InputError("give exactly one data source: --aanlib, --pairs-csv or --volume-pair")
     if args.aanlib:
         pairs = data.aanlib_pairs(args.aanlib, args.modality)
-        return data.load_file_pairs(pairs, args.image_size), f"{args.aanlib} ({args.modality}-MRI)"
+        return data.load_file_pairs(pairs, size), f"{args.aanlib} ({args.modality}-MRI)"
     if args.pairs_csv:
         pairs = data.csv_pairs(args.pairs_csv)
-        return data.load_file_pairs(pairs, args.image_size), str(args.pairs_csv)
+        return data.load_file_pairs(pairs, size), str(args.pairs_csv)
     samples = []
     for fixed, moving in args.volume_pair:
-        samples += data.load_volume_pair(fixed, moving, args.image_size, axis=args.axis)
+        samples += data.load_volume_pair(fixed, moving, size, axis=args.axis)
     return samples, ", ".join(f"{f.name} + {m.name} (axis {args.axis})" for f, m in args.volume_pair)
+
+
+def _initial_state(source: str):
+    """(state dict, whether it registers) of ``--init``: a training checkpoint or weights."""
+    if source.endswith(".pt") and Path(source).is_file():
+        from ..training.export import registers
+        from ..training.trainer import TrainConfig, load_checkpoint
+
+        checkpoint = load_checkpoint(Path(source))
+        return checkpoint["model"], registers(TrainConfig.from_dict(checkpoint["config"]))
+    from ..inference import load_model
+
+    start = load_model(source, device="cpu")
+    return start.net.state_dict(), start.registers
 
 
 def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int:
@@ -134,32 +187,38 @@ def run_train(args: argparse.Namespace) -> int:
         saved = load_checkpoint(last)["config"]
         for name in _FIXED_BY_RUN:  # the run's own settings win over the command line's
             setattr(args, name, saved.get(name, _BEFORE_THE_OPTION.get(name)))
-    samples, description = _load_samples(args)
+    if args.max_minutes < 0:
+        raise InputError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
+    samples, description = _load_samples(args, args.image_size)
     train, val = split_by_case(samples, args.val_fraction, args.seed)
-    log.info("%d training pairs, %d validation pairs", len(train), len(val))
+    val_size = args.val_size or args.image_size
+    if val and val_size != args.image_size:  # the same held-out cases, read at the validation size
+        held_out = {s.name for s in val}
+        val = [s for s in _load_samples(args, val_size)[0] if s.name in held_out]
+    log.info("%d training pairs, %d validation pairs (at %d px)", len(train), len(val), val_size)
     config = TrainConfig(
         run_dir=str(args.run_dir), modality=args.modality, image_size=args.image_size,
         batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, lr_min=args.lr_min,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed, amp=args.amp,
         deformation_scale=args.deformation_scale, max_steps=args.max_steps, data_description=description,
         zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
-        flow_supervision=args.flow_supervision,
-        level_scaled_flow_lr=args.level_scaled_flow_lr, freeze_registration=args.freeze_registration,
+        flow_supervision=args.flow_supervision, level_scaled_flow_lr=args.level_scaled_flow_lr,
+        stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
+        synthetic_fraction=args.synthetic_fraction, val_size=args.val_size,
         init_weights="" if args.resume else str(args.init or ""),
     )
     initial = None
     if args.init and not args.resume:
-        from ..inference import load_model
-
-        start = load_model(args.init, device="cpu")
-        initial, config.init_registers = start.net.state_dict(), start.registers
+        initial, config.init_registers = _initial_state(str(args.init))
     trainer = Trainer(config, train, val, device=args.device, initial_state=initial)
     try:
         if args.resume:
             trainer.resume()
-        state = trainer.run()
+        trainer.run(time_limit_s=args.max_minutes * 60 or None)
     finally:
         trainer.close()
-    if trainer.dist.main and state.epoch >= config.epochs:
+    if trainer.dist.main:  # finished or stopped: the best weights so far, ready to use or to commit
         _export(args.run_dir, args.run_dir / f"BSAFusion_{args.modality}.safetensors")
+        if not trainer.finished:
+            log.info("stopped at step %d; continue with --resume", trainer.state.global_step)
     return 0

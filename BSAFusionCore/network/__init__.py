@@ -1,7 +1,7 @@
 """The published BSAFusion architecture (see ``shared/reference/NETWORK_SPEC.md``)."""
 
 from .bsafusion import CHECKPOINT_PARTS, BSAFusionNet, BSAFusionOutput, check_network_input
-from .warp import feature_warp, resize_flow, warp_image
+from .warp import feature_warp, resize_flow, resize_image, warp_image
 
 __all__ = [
     "CHECKPOINT_PARTS",
@@ -10,5 +10,6 @@ __all__ = [
     "check_network_input",
     "feature_warp",
     "resize_flow",
+    "resize_image",
     "warp_image",
 ]

@@ -27,7 +27,7 @@ class BSAFusionOutput:
     """Every output and intermediate, named as in the reference fixture."""
 
     flow: Tensor
-    fused: Tensor
+    fused: Tensor | None  # None when run with ``with_fusion=False``
     warped_moving: Tensor
     flow_fixed_side: Tensor
     flow_moving_side: Tensor
@@ -73,8 +73,11 @@ class BSAFusionNet(nn.Module):
         """Training option: the fusion branch gets the flow without gradient, so that the fusion
         loss cannot steer the registration (the published code lets it). No effect on outputs."""
 
-    def forward(self, fixed: Tensor, moving: Tensor, *, with_discriminator: bool = True) -> BSAFusionOutput:
-        """Run the pair; ``with_discriminator=False`` skips the discriminator logits."""
+    def forward(
+        self, fixed: Tensor, moving: Tensor, *, with_discriminator: bool = True, with_fusion: bool = True
+    ) -> BSAFusionOutput:
+        """Run the pair; ``with_discriminator=False`` skips the discriminator logits, ``with_fusion=False``
+        the fusion net (registration only; ``fused`` is then None)."""
         check_network_input(fixed, moving)
         n, _, h, w = fixed.shape
         grid = (h // PATCH, w // PATCH)
@@ -87,9 +90,11 @@ class BSAFusionNet(nn.Module):
         flow_a = compose_flows(flows_a, (h, w))
         flow_b = compose_flows(flows_b, (h, w))
         flow = flow_b - flow_a
-        fusion_flow = flow.detach() if self.detach_fusion_flow else flow
-        fused = self.fusion_net(tokens_to_map(tokens_a, *grid), tokens_to_map(tokens_b, *grid),
-                                shallow[:n], shallow[n:], fusion_flow)
+        fused = None
+        if with_fusion:
+            fusion_flow = flow.detach() if self.detach_fusion_flow else flow
+            fused = self.fusion_net(tokens_to_map(tokens_a, *grid), tokens_to_map(tokens_b, *grid),
+                                    shallow[:n], shallow[n:], fusion_flow)
         out = BSAFusionOutput(
             flow=flow, fused=fused, warped_moving=warp_image(moving, flow),
             flow_fixed_side=flow_a, flow_moving_side=flow_b,

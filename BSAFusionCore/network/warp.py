@@ -52,3 +52,12 @@ def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
     out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
     scale = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device)
     return out * scale.view(1, 2, 1, 1)
+
+
+def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resample (N, C, H, W) images to ``size`` over the same field of view (bilinear, pixel centres;
+    antialiased when shrinking): how images go to and from the network's working resolution."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinks = image.shape[-2] > size[0] or image.shape[-1] > size[1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrinks)

@@ -17,12 +17,17 @@ _FIGURES = (
     ("ncc", "NCC warped vs label (higher is better)"),
     ("epe", "endpoint error vs ground truth, px (lower is better)"),
 )
+_STAGE_WORDS = {
+    "registration": "the registration path alone (encoder, MFRH, Transfer, BSFA; the fusion net not run)",
+    "fusion": "everything but the registration (BSFA) net, which was frozen as it started",
+    "joint": "every part",
+}
 
 
 def registers(config: TrainConfig) -> bool:
     """Whether the run's weights register: a frozen registration net keeps what it started with (the
     initial weights' registration, or zero displacement from zeroed flow heads)."""
-    if not config.freeze_registration:
+    if not config.freezes_registration:
         return True
     return config.init_registers if config.init_weights else not config.zero_flow_init
 
@@ -35,6 +40,7 @@ def export_metadata(config: TrainConfig, state: TrainState, working_size: int | 
         "training_image_size": config.image_size,
         "source": "bsafusion train",
         "registers": registers(config),
+        "stage": config.stage,
         "data": config.data_description,
         "train_pairs": state.train_pairs,
         "val_pairs": state.val_pairs,
@@ -65,13 +71,22 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             f", plus the endpoint error against the synthetic field with weight {config.flow_supervision:g}"
             " (not a loss of the paper)"
         )
-    if config.freeze_registration:
-        routing += "; the registration (BSFA) net was frozen as it started"
+    losses = "every loss of the BSAFusion paper"
+    if config.stage == "registration":
+        losses = "the registration losses of the BSAFusion paper (modality cross-entropies, smoothness, consistency)"
+    curriculum = ""
+    if config.pretrain_steps or config.mono_fraction or config.synthetic_fraction:
+        curriculum = (
+            f" Curriculum: the first {config.pretrain_steps} steps on mono-modal (MRI against MRI) and random-contrast "
+            f"pairs only, then {config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} random-contrast "
+            "and the rest real pairs (docs/training.md)."
+        )
     lines = [
         f"# BSAFusion weights for {config.modality}-MRI: `{weights_name}`",
         "",
-        f"Made with `bsafusion train` (BSAFusionCore): {start}, with every loss of the BSAFusion paper",
-        f"(AAAI 2025), {routing}, on aligned pairs deformed by synthetic affine + elastic fields.",
+        f"Made with `bsafusion train --stage {config.stage}` (BSAFusionCore): {start}; trained "
+        f"{_STAGE_WORDS[config.stage]} with {losses} (AAAI 2025), {routing}, on aligned pairs deformed by "
+        f"synthetic affine + elastic fields.{curriculum}",
         "",
         f"- Data: {config.data_description or 'not recorded'}; {state.train_pairs} training pairs, "
         f"{state.val_pairs} held-out validation pairs (whole cases).",
@@ -94,9 +109,10 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             "rigid/affine pre-alignment). The file records `\"registers\": false`.",
         ]
     if state.validation:
+        val_size = config.validation_size
         lines += [
             f"## Validation (epoch {state.validation_epoch}, "
-            f"{state.val_pairs} held-out pairs, fixed synthetic deformations)",
+            f"{state.val_pairs} held-out pairs at {val_size}x{val_size}, fixed published synthetic deformations)",
             "",
             "| figure | no registration | this model |",
             "|---|---|---|",
@@ -105,6 +121,8 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             lines.append(
                 f"| {label} | {state.validation[f'{key}_unregistered']:.4f} | {state.validation[key]:.4f} |"
             )
+        if "folding" in state.validation:
+            lines.append(f"| pixels where the mapping folds (Jacobian <= 0) | 0 | {state.validation['folding']:.2%} |")
         fusion = [name for name in FUSION_METRICS if name in state.validation]
         if fusion:
             lines += [
@@ -122,13 +140,27 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
                 )
     else:
         lines.append("No validation figures were recorded for this checkpoint.")
+    if state.curve:
+        lines += [
+            "",
+            "## Learning curve (held-out pairs; this stage)",
+            "",
+            "| step | samples | EPE px (none) | SSIM (none) | NCC (none) | folding |",
+            "|---|---|---|---|---|---|",
+        ]
+        for point in state.curve:
+            lines.append(
+                f"| {point['step']} | {point['samples']} | {point['epe']:.3f} ({point['epe_unregistered']:.3f}) "
+                f"| {point['ssim']:.4f} ({point['ssim_unregistered']:.4f}) "
+                f"| {point['ncc']:.4f} ({point['ncc_unregistered']:.4f}) | {point.get('folding', float('nan')):.2%} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | None = None) -> tuple[Path, Path]:
     """Write ``output`` (fp16 safetensors) and ``output`` with suffix ``.md`` (the model card)."""
     checkpoint = load_checkpoint(Path(checkpoint_path))
-    config, state = TrainConfig(**checkpoint["config"]), TrainState(**checkpoint["state"])
+    config, state = TrainConfig.from_dict(checkpoint["config"]), TrainState(**checkpoint["state"])
     net = BSAFusionNet()
     net.load_state_dict(checkpoint["model"])
     output = Path(output)

@@ -15,10 +15,16 @@ OTHER_LABEL = (1.0, 0.0)
 INTENSITY_WEIGHT = 0.5  # lambda of the intensity loss
 
 
-def soft_cross_entropy(logits: Tensor, target: tuple[float, float]) -> Tensor:
-    """Cross-entropy of (N,2) logits against one soft target for the whole batch."""
+def soft_cross_entropy(logits: Tensor, target: tuple[float, float], include: Tensor | None = None) -> Tensor:
+    """Cross-entropy of (N,2) logits against one soft target for the whole batch.
+
+    ``include`` (N,) bool limits the mean to those rows (zero when none is included).
+    """
     target_t = torch.tensor(target, dtype=logits.dtype, device=logits.device)
-    return -(F.log_softmax(logits, dim=1) * target_t).sum(dim=1).mean()
+    per_row = -(F.log_softmax(logits, dim=1) * target_t).sum(dim=1)
+    if include is None:
+        return per_row.mean()
+    return (per_row * include).sum() / include.sum().clamp_min(1)
 
 
 def ssim_loss(a: Tensor, b: Tensor) -> Tensor:
@@ -83,6 +89,42 @@ class LossTerms:
         return {name: float(value.detach()) for name, value in vars(self).items()}
 
 
+def modality_losses(output, real_moving: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """MDF-FR's two cross-entropies: the classifier tells the MRI from the other modality, and the
+    transferred tokens make the frozen discriminator answer [0.5, 0.5] (modality-free features).
+
+    ``real_moving`` (N,) bool marks the pairs whose moving image is the real other modality; the
+    moving side of the others (MRI, or a random contrast) has no modality label and is left out.
+    """
+    ce_modality = soft_cross_entropy(output.logits_fixed, MRI_LABEL) + soft_cross_entropy(
+        output.logits_moving, OTHER_LABEL, real_moving
+    )
+    ce_transfer = soft_cross_entropy(output.transfer_logits_fixed, (0.5, 0.5)) + soft_cross_entropy(
+        output.transfer_logits_moving, (0.5, 0.5)
+    )
+    return ce_modality, ce_transfer
+
+
+def registration_stage_loss(
+    output,
+    label: Tensor,
+    *,
+    true_flow: Tensor | None = None,
+    flow_supervision: float = 0.0,
+    real_moving: Tensor | None = None,
+) -> LossTerms:
+    """The registration losses of the paper without the fusion: modality cross-entropies, smoothness
+    and consistency (SSIM + L1 of the warped moving image against its label), plus the optional flow
+    supervision. The fusion terms of the result are zero."""
+    ce_modality, ce_transfer = modality_losses(output, real_moving)
+    smooth = smoothness_loss(output.flow_levels_fixed, output.flow_levels_moving, output.flow)
+    registration = registration_loss(label, output.warped_moving)
+    supervised = label.new_zeros(()) if true_flow is None else flow_supervision_loss(output.flow, true_flow)
+    total = ce_modality + ce_transfer + smooth + registration + flow_supervision * supervised
+    zero = label.new_zeros(())
+    return LossTerms(total, ce_modality, ce_transfer, smooth, registration, zero, supervised, zero, zero)
+
+
 def bsafusion_loss(
     output,
     fixed: Tensor,
@@ -101,12 +143,7 @@ def bsafusion_loss(
     ``flow_supervision`` > 0 and ``true_flow`` given (the inverse of the synthetic deformation), the
     endpoint error against it is added with that weight.
     """
-    ce_modality = soft_cross_entropy(output.logits_fixed, MRI_LABEL) + soft_cross_entropy(
-        output.logits_moving, OTHER_LABEL
-    )
-    ce_transfer = soft_cross_entropy(output.transfer_logits_fixed, (0.5, 0.5)) + soft_cross_entropy(
-        output.transfer_logits_moving, (0.5, 0.5)
-    )
+    ce_modality, ce_transfer = modality_losses(output)
     smooth = smoothness_loss(output.flow_levels_fixed, output.flow_levels_moving, output.flow)
     warped, fused = output.warped_moving, output.fused
     registration = registration_loss(label, warped)

@@ -1,10 +1,12 @@
-"""The BSAFusion training loop (NETWORK_SPEC.md section 12).
+"""The BSAFusion training loop (NETWORK_SPEC.md section 12), in stages.
 
 Adam with cosine annealing, the adaptive mu, the discriminator reloaded from the classifier after
-each epoch, mixed precision on GPU, checkpoints every N steps with exact resume, and
-DistributedDataParallel when started by ``torchrun``. The data order, augmentation and synthetic
-deformation of every step are derived from (seed, epoch, step, rank), so a resumed run draws
-exactly what an uninterrupted one would.
+each epoch, mixed precision (bf16 on CPUs that support it, bf16/fp16 on GPUs), checkpoints every N
+steps with exact resume, a time limit that stops cleanly, and DistributedDataParallel when started
+by ``torchrun``. Stages (:data:`STAGES`): ``registration`` trains the registration path alone,
+``fusion`` everything but the registration net, ``joint`` everything with every loss. The data
+order, augmentation and synthetic deformation of every step are derived from (seed, epoch, step,
+rank), so a resumed run draws exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from ..files import atomic_output
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..network.registration import LEVELS
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
+from .curriculum import mix_pairs, pair_mix
 from .data import PairSample, make_batch
 from .deformation import invert_displacement, random_deformation
-from .losses import bsafusion_loss
+from .losses import bsafusion_loss, registration_stage_loss
 from .validation import ValidationSet, make_validation_set, validate
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ BEST_CHECKPOINT = "best.pt"
 LOG_CSV = "log.csv"
 PUBLISHED_SIZE = 256
 VALIDATION_SEED = 20250101
+STAGES = ("registration", "fusion", "joint")
 
 
 @dataclass
@@ -66,18 +70,50 @@ class TrainConfig:
     fusion_steers_registration: bool = False  # True: the published gradient routing
     flow_supervision: float = 0.0  # weight of the endpoint error against the known field (0 = published)
     level_scaled_flow_lr: bool = True  # flow head of level i learns at lr / 2^(5-i) (see flow_head_groups)
-    freeze_registration: bool = False  # keep the BSFA registration net as it starts (train the rest)
+    stage: str = "joint"  # registration | fusion (registration net frozen) | joint (see STAGES)
+    pretrain_steps: int = 0  # registration stage: the first steps train on mono-modal and random-contrast pairs only
+    mono_fraction: float = 0.0  # registration stage, after pre-training: share of MRI-against-MRI pairs
+    synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
+    val_size: int = 0  # validation resolution (the net runs at image_size, resized); 0 = image_size
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     init_registers: bool = True  # whether those weights register (their metadata's "registers")
     data_description: str = ""
 
-    def deformation(self) -> dict[str, float | int]:
-        """Arguments of :func:`random_deformation` giving the published deformation at this size.
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise InputError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction
+        if mixes and self.stage != "registration":
+            raise InputError(
+                "mono-modal and random-contrast pairs (pretrain steps, mono/synthetic fractions) are for the "
+                "registration stage only: the fusion must learn from real pairs"
+            )
+        pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction)  # checks the shares
 
-        Sigma, kernel and magnitude are scaled by image_size / 256, so the field has the same
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config stored in a checkpoint (older runs recorded ``freeze_registration``)."""
+        values = dict(values)
+        if values.pop("freeze_registration", False):
+            values["stage"] = "fusion"
+        return cls(**values)
+
+    @property
+    def freezes_registration(self) -> bool:
+        return self.stage == "fusion"
+
+    @property
+    def validation_size(self) -> int:
+        return self.val_size or self.image_size
+
+    def deformation(self, size: int | None = None) -> dict[str, float | int]:
+        """Arguments of :func:`random_deformation` giving the published deformation at ``size``
+        (default: the training size).
+
+        Sigma, kernel and magnitude are scaled by size / 256, so the field has the same
         shape relative to the image as the published one at 256x256.
         """
-        ratio = self.image_size / PUBLISHED_SIZE
+        ratio = (size or self.image_size) / PUBLISHED_SIZE
         kernel = max(3, round(101 * ratio) // 2 * 2 + 1)
         return {
             "max_translation": self.max_translation,
@@ -102,6 +138,7 @@ class TrainState:
     best_epoch: int = -1
     validation: dict[str, float] = field(default_factory=dict)  # latest
     validation_epoch: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)  # every validation: step, samples, figures
     train_pairs: int = 0
     val_pairs: int = 0
     hardware: list[str] = field(default_factory=list)  # every machine the run has used
@@ -193,10 +230,24 @@ def _float_output(output: BSAFusionOutput) -> BSAFusionOutput:
     return BSAFusionOutput(**values)
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where autocast pays."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
+
+
 def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast type: ``auto`` is bf16 on CPUs with native bf16, bf16 (else fp16) on GPUs."""
     if config.amp not in ("auto", "none", "bf16", "fp16"):
         raise InputError(f"amp must be auto, none, bf16 or fp16, got {config.amp!r}")
-    if device.type != "cuda" or config.amp == "none":
+    if config.amp == "none":
+        return None
+    if device.type == "cpu":
+        if config.amp == "fp16":
+            raise InputError("fp16 autocast is for GPUs; on the CPU use --amp bf16 (or auto)")
+        return torch.bfloat16 if config.amp == "bf16" or cpu_supports_bf16() else None
+    if device.type != "cuda":
         return None
     if config.amp == "fp16":
         return torch.float16
@@ -295,8 +346,13 @@ class Trainer:
         elif config.zero_flow_init:
             zero_flow_heads(self.net)
         self.net.reload_discriminator()
-        if config.freeze_registration:
+        # oneDNN's convolutions (forward and backward) run faster channels-last on the CPU (docs/BENCHMARKS.md).
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+        if config.freezes_registration:
             self.net.reg_net.requires_grad_(False)
+        if config.stage == "registration":  # the fusion net is not run; keep it out of the optimiser
+            self.net.fusion_net.requires_grad_(False)
         # Our choice, not the published code's: with the published routing the fusion loss pushes the
         # displacements to tens of pixels through the flow the fusion branch warps with (docs/training.md).
         self.net.detach_fusion_flow = not config.fusion_steers_registration
@@ -319,7 +375,8 @@ class Trainer:
         self.state = TrainState(train_pairs=len(train_samples), val_pairs=len(val_samples))
         self.validation: ValidationSet | None = None
         if val_samples and self.dist.main:
-            self.validation = make_validation_set(val_samples, config.deformation(), VALIDATION_SEED)
+            size = val_samples[0].fixed.shape[-1]
+            self.validation = make_validation_set(val_samples, config.deformation(size), VALIDATION_SEED)
         self._writer = self._tensorboard() if self.dist.main else None
 
     # ----------------------------------------------------------------- checkpoints
@@ -359,7 +416,7 @@ class Trainer:
     def resume(self, path: Path | None = None) -> None:
         """Continue from a checkpoint (default: ``last.pt`` of the run folder)."""
         checkpoint = load_checkpoint(path or self.run_dir / LAST_CHECKPOINT)
-        saved = TrainConfig(**checkpoint["config"])
+        saved = TrainConfig.from_dict(checkpoint["config"])
         for name in ("image_size", "batch_size", "epochs", "seed", "modality"):
             if getattr(saved, name) != getattr(self.config, name):
                 raise InputError(
@@ -381,18 +438,33 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def train_step(self, fixed: Tensor, label: Tensor, generator: torch.Generator) -> dict[str, float]:
-        """One optimiser step on a batch: deform the label, run the network, apply every loss."""
+    def train_step(
+        self, fixed: Tensor, label: Tensor, generator: torch.Generator, real: Tensor | None = None
+    ) -> dict[str, float]:
+        """One optimiser step on a batch: deform the label, run the network, apply the stage's losses.
+
+        ``real`` (N,) bool marks the pairs whose label is the real moving modality (default: all).
+        """
+        config = self.config
         fixed, label = fixed.to(self.device), label.to(self.device)
-        moving, displacement = random_deformation(label, generator=generator, **self.config.deformation())
-        true_flow = invert_displacement(displacement) if self.config.flow_supervision else None
+        moving, displacement = random_deformation(label, generator=generator, **config.deformation())
+        true_flow = invert_displacement(displacement) if config.flow_supervision else None
+        registration_only = config.stage == "registration"
+        layout = self.memory_format
         with self._autocast():
-            output = self.model(fixed, moving)
-        terms = bsafusion_loss(
-            _float_output(output), fixed, label, self.state.mu,
-            fusion_steers_registration=self.config.fusion_steers_registration,
-            true_flow=true_flow, flow_supervision=self.config.flow_supervision,
-        )
+            output = self.model(fixed.contiguous(memory_format=layout), moving.contiguous(memory_format=layout),
+                                with_fusion=not registration_only)
+        output = _float_output(output)
+        if registration_only:
+            terms = registration_stage_loss(
+                output, label, true_flow=true_flow, flow_supervision=config.flow_supervision, real_moving=real
+            )
+        else:
+            terms = bsafusion_loss(
+                output, fixed, label, self.state.mu,
+                fusion_steers_registration=config.fusion_steers_registration,
+                true_flow=true_flow, flow_supervision=config.flow_supervision,
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         self.scaler.step(self.optimizer)
@@ -406,11 +478,30 @@ class Trainer:
         deform = torch.Generator(device=self.device).manual_seed(seed + 1)
         return augment, deform
 
+    def _batch(self, indices: list[int], augment: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(fixed, label, real) of a step: the augmented pairs, mixed as the curriculum says."""
+        config = self.config
+        fixed, label = make_batch(self.train_samples, indices, augment)
+        mix = pair_mix(self.state.global_step, config.pretrain_steps, config.mono_fraction, config.synthetic_fraction)
+        if mix.only_real:
+            return fixed, label, None
+        label, real = mix_pairs(fixed, label, mix, augment)
+        return fixed, label, real
+
     def run(
-        self, *, progress: ProgressCallback | None = None, cancel: CancelFlag | None = None
+        self,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelFlag | None = None,
+        time_limit_s: float | None = None,
     ) -> TrainState:
-        """Train to the last epoch (or ``max_steps``); returns the final state."""
+        """Train to the last epoch (or ``max_steps``); returns the final state.
+
+        With ``time_limit_s``, stop with a checkpoint at the first step that ends later than that
+        many seconds after the start (see :attr:`finished`).
+        """
         config, state = self.config, self.state
+        deadline = time.perf_counter() + time_limit_s if time_limit_s else None
         hardware = describe_hardware(self.device, self.dist.world)
         if hardware not in state.hardware:
             state.hardware.append(hardware)
@@ -425,8 +516,8 @@ class Trainer:
             for step in range(state.step_in_epoch, len(batches)):
                 check_cancel(cancel)
                 augment, deform = self._step_generators(state.epoch, step)
-                fixed, label = make_batch(self.train_samples, batches[step], augment)
-                figures = self.train_step(fixed, label, deform)
+                fixed, label, real = self._batch(batches[step], augment)
+                figures = self.train_step(fixed, label, deform, real)
                 samples_done += len(batches[step])
                 for name, value in figures.items():
                     state.sums[name] = state.sums.get(name, 0.0) + value
@@ -436,6 +527,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{figures['total']:.4f}")
                 report(progress, state.global_step / self.total_steps, f"epoch {state.epoch + 1}")
                 stop = 0 < config.max_steps <= state.global_step
+                if deadline is not None and time.perf_counter() > deadline:
+                    log.info("time limit reached at step %d: stopping with a checkpoint", state.global_step)
+                    stop = True
                 if stop or (config.checkpoint_every and state.global_step % config.checkpoint_every == 0):
                     state.elapsed_s += time.perf_counter() - started
                     started = time.perf_counter()
@@ -448,13 +542,19 @@ class Trainer:
             self._end_epoch(samples_done * self.dist.world / max(time.perf_counter() - epoch_started, 1e-9))
         return state
 
+    @property
+    def finished(self) -> bool:
+        """Whether the run has done every planned epoch."""
+        return self.state.epoch >= self.config.epochs
+
     def _end_epoch(self, samples_per_s: float) -> None:
         """Adapt mu, reload the discriminator, validate, log and checkpoint."""
         config, state = self.config, self.state
         names = sorted(state.sums)
         totals = _all_sum([state.sums[n] for n in names] + [float(state.count)], self.dist)
         means = {n: t / totals[-1] for n, t in zip(names, totals[:-1], strict=True)}
-        state.mu = means["ssim_fused_warped"] / max(means["ssim_fused_fixed"], 1e-12)
+        if config.stage != "registration":  # no fusion, no mu to adapt
+            state.mu = means["ssim_fused_warped"] / max(means["ssim_fused_fixed"], 1e-12)
         self.net.reload_discriminator()
         state.epoch += 1
         state.step_in_epoch, state.sums, state.count = 0, {}, 0
@@ -466,12 +566,21 @@ class Trainer:
         improved = False
         due = config.val_every and (state.epoch % config.val_every == 0 or state.epoch == config.epochs)
         if self.validation is not None and due:
-            state.validation = validate(self.net, self.validation, self.device, config.batch_size, self._autocast())
+            state.validation = validate(
+                self.net, self.validation, self.device, config.batch_size, self._autocast(),
+                working_size=config.image_size, with_fusion=config.stage != "registration",
+            )
             state.validation_epoch = state.epoch
+            samples = state.global_step * config.batch_size * self.dist.world
+            state.curve.append({"epoch": state.epoch, "step": state.global_step, "samples": samples,
+                                **state.validation})
             row.update({f"val_{n}": v for n, v in state.validation.items()})
-            score = state.validation["ssim"] + state.validation["ncc"]
-            if config.freeze_registration:  # the registration figures cannot change: keep the latest
+            if config.stage == "registration":  # the figure the stage optimises
+                score = -state.validation["epe"]
+            elif config.freezes_registration:  # the registration figures cannot change: keep the latest
                 score = float(state.epoch)
+            else:
+                score = state.validation["ssim"] + state.validation["ncc"]
             if score > state.best_score:
                 state.best_score, state.best_epoch, improved = score, state.epoch, True
         if self.dist.main:

@@ -1,8 +1,10 @@
 """Validation on held-out pairs with fixed synthetic deformations.
 
 Registration: endpoint error of the predicted flow against the ground truth, SSIM and NCC of the
-warped moving image against its aligned label, each next to the same figure without registration.
-Fusion: the paper's five metrics of the fused image against the MRI and the aligned label, next to
+warped moving image against its aligned label, each next to the same figure without registration,
+and the fraction of pixels where the mapping folds. The pairs may be larger than the network's
+working size: the network then runs as inference does (images resized to it, the displacement
+resized back). Fusion: the paper's five metrics of the fused image against the MRI and the aligned label, next to
 those of the plain average of the two (``<metric>_average``).
 """
 
@@ -18,6 +20,8 @@ from torch import Tensor, nn
 
 from ..metrics import fusion_metrics
 from ..metrics.fusion import MIN_SIDE
+from ..metrics.registration import folding_fraction
+from ..network import resize_flow, resize_image, warp_image
 from .data import PairSample, make_batch
 from .deformation import invert_displacement, random_deformation
 from .losses import endpoint_error
@@ -61,8 +65,12 @@ def validate(
     device: torch.device,
     batch_size: int,
     autocast: contextlib.AbstractContextManager | None = None,
+    *,
+    working_size: int | None = None,
+    with_fusion: bool = True,
 ) -> dict[str, float]:
-    """Registration and fusion figures of ``net`` on ``data`` (means over the pairs; NaNs skipped)."""
+    """Registration and (``with_fusion``) fusion figures of ``net`` on ``data``, the network run at
+    ``working_size`` (default: the data's size); means over the pairs, NaNs skipped."""
     was_training = net.training
     net.eval()
     sums: dict[str, float] = {}
@@ -72,9 +80,13 @@ def validate(
             part = slice(start, start + batch_size)
             fixed, moving = data.fixed[part].to(device), data.moving[part].to(device)
             label, true_flow = data.label[part].to(device), data.true_flow[part].to(device)
+            shape = tuple(fixed.shape[-2:])
+            size = (working_size, working_size) if working_size else shape
             with autocast or contextlib.nullcontext():
-                out = net(fixed, moving, with_discriminator=False)
-            flow, warped = out.flow.float(), out.warped_moving.float()
+                out = net(resize_image(fixed, size), resize_image(moving, size), with_discriminator=False,
+                          with_fusion=with_fusion)
+            flow = resize_flow(out.flow.float(), shape)
+            warped = warp_image(moving, flow)
             figures = {
                 "epe": endpoint_error(flow, true_flow),
                 "ssim": ssim_per_image(warped, label),
@@ -84,11 +96,13 @@ def validate(
                 "ncc_unregistered": ncc(moving, label),
             }
             rows = torch.stack(list(figures.values()), dim=1).tolist()
-            fused = out.fused.float().clamp(0, 1).cpu().numpy()
+            flows = flow.permute(0, 2, 3, 1).cpu().numpy()
+            fused = resize_image(out.fused.float(), shape).clamp(0, 1).cpu().numpy() if with_fusion else None
             for index, row in enumerate(rows):
                 values = dict(zip(figures, row, strict=True))
+                values["folding"] = folding_fraction(flows[index])
                 a, b = data.fixed[start + index, 0].numpy(), data.label[start + index, 0].numpy()
-                if min(a.shape) >= MIN_SIDE:  # the metrics' windows need that much image
+                if fused is not None and min(a.shape) >= MIN_SIDE:  # the metrics' windows need that much image
                     values.update(fusion_metrics(a, b, fused[index, 0]))
                     values.update({f"{k}_average": v for k, v in fusion_metrics(a, b, (a + b) / 2).items()})
                 for name, value in values.items():

@@ -16,7 +16,7 @@ from BSAFusionCore.inference import fuse_images, load_model
 from BSAFusionCore.training.trainer import LAST_CHECKPOINT, load_checkpoint
 from BSAFusionCore.weights import read_weights
 
-TINY = ["--image-size", "32", "--batch-size", "2", "--val-fraction", "0.5", "--val-every", "1"]
+TINY = ["--image-size", "32", "--batch-size", "2", "--val-fraction", "0.5", "--val-every", "1", "--val-size", "48"]
 
 
 @pytest.fixture()
@@ -28,7 +28,8 @@ def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY, "--epochs", "2"]
     assert main([*args, "--max-steps", "1"]) == 0
-    assert not (run / "BSAFusion_CT.safetensors").exists()  # stopped early: no export yet
+    # stopped early: the weights so far are exported all the same (no validation yet)
+    assert read_weights(run / "BSAFusion_CT.safetensors")[1]["steps"] == 1
     assert main(args) == 2  # the run folder is taken
     assert main([*args, "--resume"]) == 0
     assert load_checkpoint(run / LAST_CHECKPOINT)["state"]["epoch"] == 2
@@ -40,7 +41,8 @@ def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
     assert {"ssim", "ncc", "epe"} <= set(metadata["validation"])
     assert all(t.dtype == torch.float16 for t in state.values())
     card = weights.with_suffix(".md").read_text()
-    assert "no registration" in card and "32x32" in card and "not trained" not in card
+    assert "no registration" in card and "48x48" in card and "not trained" not in card
+    assert "Learning curve" in card and metadata["stage"] == "joint"
     assert metadata["registers"] is True
     assert load_model(weights, device="cpu").image_size == 32
 
@@ -78,6 +80,31 @@ def test_fusion_only_weights_say_they_do_not_register(
         fine_tune = ["train", "--aanlib", str(aanlib), "--run-dir", str(tuned), *TINY, "--epochs", "1"]
         assert main([*fine_tune, "--init", str(weights), *freeze]) == 0
         assert read_weights(tuned / "BSAFusion_CT.safetensors")[1]["registers"] is expected
+
+
+def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None:
+    registration = tmp_path / "registration"
+    args = ["train", "--aanlib", str(aanlib), "--run-dir", str(registration), *TINY, "--epochs", "2",
+            "--stage", "registration", "--pretrain-steps", "1", "--synthetic-fraction", "0.5",
+            "--flow-supervision", "1", "--amp", "bf16"]
+    assert main([*args, "--max-minutes", "0.00001"]) == 0  # stops after its first step, exported
+    weights = registration / "BSAFusion_CT.safetensors"
+    assert read_weights(weights)[1]["steps"] == 1
+    assert main([*args, "--resume"]) == 0
+    metadata = read_weights(weights)[1]
+    assert metadata["stage"] == "registration" and metadata["registers"] is True and metadata["steps"] == 2
+    assert "folding" in metadata["validation"] and "Qabf" not in metadata["validation"]
+    card = weights.with_suffix(".md").read_text()
+    assert "--stage registration" in card and "Curriculum: the first 1 steps" in card
+
+    # the next stage starts from the previous one's checkpoint (full precision)
+    fusion = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fusion"), *TINY, "--epochs", "1",
+              "--stage", "fusion", "--init", str(registration / "best.pt")]
+    assert main(fusion) == 0
+    metadata = read_weights(tmp_path / "fusion" / "BSAFusion_CT.safetensors")[1]
+    assert metadata["stage"] == "fusion" and metadata["registers"] is True and "Qabf" in metadata["validation"]
+    joint = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "joint"), *TINY, "--pretrain-steps", "5"]
+    assert main(joint) == 2  # mixed pairs are for the registration stage only
 
 
 def test_bad_data_source_is_reported(tmp_path: Path) -> None:

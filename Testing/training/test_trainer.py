@@ -158,7 +158,7 @@ def test_flow_heads_learn_at_level_scaled_rates(tmp_path: Path) -> None:
 
 def test_freeze_registration_trains_only_the_rest(tmp_path: Path) -> None:
     samples = _samples(2)
-    trainer = Trainer(_config(tmp_path, freeze_registration=True, zero_flow_init=False), samples, [])
+    trainer = Trainer(_config(tmp_path, stage="fusion", zero_flow_init=False), samples, [])
     before = {name: p.clone() for name, p in trainer.net.named_parameters()}
     fixed, label = make_batch(samples, [0, 1], None)
     for _ in range(2):

@@ -1,0 +1,138 @@
+"""Training stages, the registration curriculum, bf16 on the CPU and the time limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_trainer import _config, _eval_loss, _samples
+
+from BSAFusionCore.errors import InputError
+from BSAFusionCore.training.contrast import random_contrast
+from BSAFusionCore.training.curriculum import PairMix, mix_pairs, pair_mix
+from BSAFusionCore.training.data import make_batch
+from BSAFusionCore.training.deformation import invert_displacement, random_deformation
+from BSAFusionCore.training.losses import registration_stage_loss
+from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
+
+
+def _registration_loss(trainer: Trainer, fixed: torch.Tensor, label: torch.Tensor) -> float:
+    moving, d = random_deformation(label, generator=torch.Generator().manual_seed(9), **trainer.config.deformation())
+    trainer.net.eval()
+    with torch.no_grad():
+        out = trainer.net(fixed, moving, with_fusion=False)
+        loss = registration_stage_loss(out, label, true_flow=invert_displacement(d), flow_supervision=1.0).total
+    trainer.net.train()
+    return float(loss)
+
+
+def test_registration_stage_trains_the_registration_path_alone(tmp_path: Path) -> None:
+    samples = _samples(2)
+    config = _config(tmp_path, stage="registration", flow_supervision=1.0, deformation_scale=4.0, lr=3e-4)
+    trainer = Trainer(config, samples, [])
+    fusion_before = {n: p.clone() for n, p in trainer.net.fusion_net.named_parameters()}
+    fixed, label = make_batch(samples, [0, 1], None)
+    before = _registration_loss(trainer, fixed, label)
+    figures = [trainer.train_step(fixed, label, torch.Generator().manual_seed(9)) for _ in range(12)]
+    assert _registration_loss(trainer, fixed, label) < before - 0.05
+    assert all(f["fusion"] == 0 for f in figures)
+    assert all(torch.equal(p, fusion_before[n]) for n, p in trainer.net.fusion_net.named_parameters())
+    assert trainer.state.mu == 1.0
+
+
+def test_fusion_stage_steps_reduce_the_loss(tmp_path: Path) -> None:
+    samples = _samples(2)
+    trainer = Trainer(_config(tmp_path, stage="fusion"), samples, [])
+    fixed, label = make_batch(samples, [0, 1], None)
+    before = _eval_loss(trainer, fixed, label)
+    for _ in range(8):
+        trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    assert _eval_loss(trainer, fixed, label) < before - 0.1
+
+
+def test_registration_stage_keeps_the_checkpoint_with_the_lowest_endpoint_error(tmp_path: Path) -> None:
+    val_size = 48  # validated at another size than trained: the net runs at its own, as in inference
+    config = _config(tmp_path, stage="registration", flow_supervision=1.0, epochs=2, val_size=val_size)
+    state = Trainer(config, _samples(4), _samples(2, first_seed=10, size=val_size)).run()
+    assert {"epe", "epe_unregistered", "ssim", "ncc", "folding"} <= set(state.validation)
+    assert "Qabf" not in state.validation  # no fusion in this stage
+    assert [point["step"] for point in state.curve] == [2, 4]
+    assert state.curve[-1]["samples"] == 8
+    best = load_checkpoint(tmp_path / BEST_CHECKPOINT)["state"]
+    assert best["best_score"] == pytest.approx(-min(point["epe"] for point in state.curve))
+
+
+def test_mixing_pairs_is_for_the_registration_stage_only(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="registration stage only"):
+        _config(tmp_path, stage="joint", pretrain_steps=10)
+    with pytest.raises(InputError, match="stage must be"):
+        _config(tmp_path, stage="warp")
+    with pytest.raises(InputError, match="add up to at most 1"):
+        _config(tmp_path, stage="registration", mono_fraction=0.6, synthetic_fraction=0.6)
+    assert TrainConfig.from_dict({"run_dir": "r", "freeze_registration": True}).stage == "fusion"
+
+
+def test_random_contrast_keeps_the_anatomy_and_changes_the_intensities() -> None:
+    images, _ = make_batch(_samples(4), [0, 1, 2, 3], None)
+    first = random_contrast(images, torch.Generator().manual_seed(3))
+    again = random_contrast(images, torch.Generator().manual_seed(3))
+    assert torch.equal(first, again)
+    assert first.shape == images.shape and float(first.min()) >= 0 and float(first.max()) <= 1
+    assert float((first - images).abs().mean()) > 0.05
+    # the same structure: the images' edges stay where they were
+    edges = lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs() > 0.02  # noqa: E731
+    overlap = (edges(first) & edges(images)).sum() / edges(images).sum()
+    assert overlap > 0.6
+
+
+def test_pair_mix_follows_the_curriculum() -> None:
+    assert pair_mix(0, 100, 0.2, 0.3) == PairMix(0.5, 0.5)
+    assert pair_mix(100, 100, 0.2, 0.3) == PairMix(0.2, 0.3)
+    fixed = torch.zeros(400, 1, 4, 4)
+    label = torch.ones(400, 1, 4, 4)
+    mixed, real = mix_pairs(fixed, label, PairMix(0.25, 0.25), torch.Generator().manual_seed(0))
+    is_mri = (mixed == 0).flatten(1).all(dim=1)
+    is_label = (mixed == 1).flatten(1).all(dim=1)
+    assert torch.equal(real, is_label)
+    assert 0.4 < float(real.float().mean()) < 0.6
+    assert 0.15 < float(is_mri.float().mean()) < 0.35
+    same, none_mixed = mix_pairs(fixed, label, PairMix(), torch.Generator().manual_seed(0))
+    assert same is label and bool(none_mixed.all())
+
+
+def test_curriculum_steps_train_on_mixed_pairs(tmp_path: Path) -> None:
+    config = _config(tmp_path, stage="registration", pretrain_steps=1, synthetic_fraction=0.5, epochs=1)
+    trainer = Trainer(config, _samples(4), [])
+    seen: list[torch.Tensor | None] = []
+    step = trainer.train_step
+    trainer.train_step = lambda fixed, label, generator, real=None: seen.append(real) or step(  # type: ignore[method-assign]
+        fixed, label, generator, real
+    )
+    trainer.run()
+    assert len(seen) == 2 and all(real is not None for real in seen)
+    assert not bool(seen[0].any())  # pre-training: no real pair
+
+
+def test_bf16_autocast_on_the_cpu(tmp_path: Path) -> None:
+    samples = _samples(2)
+    trainer = Trainer(_config(tmp_path, amp="bf16", stage="registration", flow_supervision=1.0), samples, [])
+    assert trainer.amp_dtype == torch.bfloat16
+    fixed, label = make_batch(samples, [0, 1], None)
+    figures = trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    assert all(torch.isfinite(torch.tensor(v)) for v in figures.values())
+    assert all(p.dtype == torch.float32 for p in trainer.net.parameters())
+    with pytest.raises(InputError, match="fp16 autocast is for GPUs"):
+        Trainer(_config(tmp_path / "f", amp="fp16"), samples, [])
+    assert Trainer(_config(tmp_path / "n", amp="none"), samples, []).amp_dtype is None
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path: Path) -> None:
+    train = _samples(4)
+    first = Trainer(_config(tmp_path, epochs=2), train, [])
+    state = first.run(time_limit_s=1e-6)
+    assert state.global_step == 1 and not first.finished
+    assert load_checkpoint(tmp_path / LAST_CHECKPOINT)["state"]["global_step"] == 1
+    second = Trainer(_config(tmp_path, epochs=2), train, [])
+    second.resume()
+    assert second.run().global_step == 4 and second.finished
