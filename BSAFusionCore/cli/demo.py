@@ -11,6 +11,7 @@ import torch
 
 from ..errors import WeightsError
 from ..examples import example_pair, head_phantom
+from ..figures import labelled_panels
 from ..images import write_image
 from ..inference import FusionModel, fuse_images, load_model, model_from_network
 from ..metrics.registration import similarity_metrics
@@ -48,9 +49,11 @@ def run_demo(args: argparse.Namespace) -> int:
     model, weights = _demo_model(args.device)
     mri, ct, _ = example_pair(args.size)
     aligned_ct = head_phantom(args.size, "CT")  # the CT before the example's deformation
+    warning = None
     if model.registers:
         ct_name, panels = "ct_unaligned", "MRI | unaligned CT | warped CT | fused"
     else:
+        warning = "These weights do not register: the CT shown is the example's aligned CT"
         log.warning("these weights do not register: the demo fuses the example CT before its deformation")
         ct, ct_name, panels = aligned_ct, "ct", "MRI | CT | fused"
     result = fuse_images(mri, ct, model)
@@ -58,11 +61,17 @@ def run_demo(args: argparse.Namespace) -> int:
     images = {"mri": mri, ct_name: ct, "warped": result.warped, "fused": result.fused}
     for name, image in images.items():
         write_image(out / f"{name}.png", image)
-    shown = (mri, ct, result.warped, result.fused) if model.registers else (mri, ct, result.fused)
-    write_image(out / "overview.png", np.concatenate(shown, axis=1))
     np.save(out / "displacement.npy", result.displacement)
     magnitude = np.linalg.norm(result.displacement, axis=-1)
     before, after = similarity_metrics(ct, aligned_ct), similarity_metrics(result.warped, aligned_ct)
+    if model.registers:
+        shown = [("MRI (fixed)", mri), ("CT, unaligned", ct), ("CT, registered", result.warped),
+                 ("fused", result.fused)]
+    else:
+        shown = [("MRI", mri), ("CT (aligned)", ct), ("fused", result.fused)]
+    caption = (f"{weights}. CT vs its aligned original: NCC {before['NCC']:.3f} -> {after['NCC']:.3f}, "
+               f"SSIM {before['SSIM']:.3f} -> {after['SSIM']:.3f}; mean displacement {magnitude.mean():.2f} px")
+    labelled_panels(out / "overview.png", shown, caption, warning)
     write_json(out / "demo.json", run_record(
         weights=weights, device=str(model.device), mean_displacement_px=float(magnitude.mean()),
         ct_vs_aligned_ct_before=before, ct_vs_aligned_ct_after=after,

@@ -42,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="two aligned 3D volumes (MRI first), sliced along --axis; repeatable",
     )
     data.add_argument("--axis", type=int, default=2, help="slicing axis of volumes: 0, 1 or 2 (i, j, k; default 2)")
-    data.add_argument("--modality", default="CT", help="moving modality: CT, PET or SPECT (default CT)")
+    data.add_argument(
+        "--modality", default="CT",
+        help="moving modality: CT, PET or SPECT (default CT); with --aanlib and --stage registration also several, "
+        "e.g. CT,PET,SPECT (one registration for all, each modality's held-out cases as when trained alone)",
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", type=Path, required=True, help="folder of checkpoints and logs")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.pt")
@@ -126,6 +130,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_train)
 
 
+def _modalities(args: argparse.Namespace) -> list[str]:
+    modalities = [m.strip() for m in args.modality.split(",")]
+    if len(modalities) > 1 and (args.stage != "registration" or not args.aanlib):
+        raise InputError(
+            f"several modalities ({args.modality}) train one registration: give --stage registration and --aanlib; "
+            "the fusion and joint stages train one modality each"
+        )
+    return modalities
+
+
+def _split_samples(args: argparse.Namespace, size: int):
+    """(training, held-out, description): several modalities are split one by one, as alone."""
+    from dataclasses import replace
+
+    from ..training import data
+
+    modalities = _modalities(args)
+    if len(modalities) == 1:
+        samples, description = _load_samples(args, size)
+        return *data.split_by_case(samples, args.val_fraction, args.seed), description
+    train, val = [], []
+    for modality in modalities:
+        samples = data.load_file_pairs(data.aanlib_pairs(args.aanlib, modality), size)
+        samples = [replace(s, case=f"{modality}:{s.case}", name=f"{modality}:{s.name}") for s in samples]
+        part_train, part_val = data.split_by_case(samples, args.val_fraction, args.seed)
+        train += part_train
+        val += part_val
+    return train, val, f"{args.aanlib} ({', '.join(f'{m}-MRI' for m in modalities)})"
+
+
 def _load_samples(args: argparse.Namespace, size: int):
     from ..training import data
 
@@ -175,7 +209,6 @@ def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int
 def run_train(args: argparse.Namespace) -> int:
     if args.export:
         return _export(args.run_dir, args.export, args.export_size)
-    from ..training.data import split_by_case
     from ..training.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 
     last = args.run_dir / LAST_CHECKPOINT
@@ -189,12 +222,10 @@ def run_train(args: argparse.Namespace) -> int:
             setattr(args, name, saved.get(name, _BEFORE_THE_OPTION.get(name)))
     if args.max_minutes < 0:
         raise InputError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
-    samples, description = _load_samples(args, args.image_size)
-    train, val = split_by_case(samples, args.val_fraction, args.seed)
+    train, val, description = _split_samples(args, args.image_size)
     val_size = args.val_size or args.image_size
     if val and val_size != args.image_size:  # the same held-out cases, read at the validation size
-        held_out = {s.name for s in val}
-        val = [s for s in _load_samples(args, val_size)[0] if s.name in held_out]
+        val = _split_samples(args, val_size)[1]
     log.info("%d training pairs, %d validation pairs (at %d px)", len(train), len(val), val_size)
     config = TrainConfig(
         run_dir=str(args.run_dir), modality=args.modality, image_size=args.image_size,
@@ -218,7 +249,7 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     if trainer.dist.main:  # finished or stopped: the best weights so far, ready to use or to commit
-        _export(args.run_dir, args.run_dir / f"BSAFusion_{args.modality}.safetensors")
+        _export(args.run_dir, args.run_dir / f"BSAFusion_{'+'.join(_modalities(args))}.safetensors")
         if not trainer.finished:
             log.info("stopped at step %d; continue with --resume", trainer.state.global_step)
     return 0

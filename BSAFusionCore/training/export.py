@@ -35,7 +35,8 @@ def registers(config: TrainConfig) -> bool:
 def export_metadata(config: TrainConfig, state: TrainState, working_size: int | None = None) -> dict:
     """What the weights file records about its training; ``image_size`` is the inference resolution."""
     return {
-        "modality": config.modality,
+        "modality": config.modality if "," not in config.modality else None,  # a registration for several
+        "modalities": config.modality.split(","),
         "image_size": working_size or config.image_size,
         "training_image_size": config.image_size,
         "source": "bsafusion train",

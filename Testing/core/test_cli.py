@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -54,11 +55,13 @@ def test_import_reference_converts_an_authors_checkpoint(tmp_path, random_net):
     assert meta["modality"] == "SPECT" and meta["dtype"] == "float32"
     assert torch.equal(state["fusion_net.F1.mlp.weight"], random_net.state_dict()["fusion_net.F1.mlp.weight"])
 
+PANEL_WIDTH = 260  # labelled_panels: 2.6 inches at 100 dpi
+
 
 def test_demo_runs_on_built_in_data(tmp_path, monkeypatch):
     monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "none"))
     assert main(["demo", "--output-dir", str(tmp_path), "--size", "64", "--device", "cpu"]) == 0
-    assert read_image(tmp_path / "overview.png").shape == (64, 256)
+    assert read_image(tmp_path / "overview.png").shape[1] == 4 * PANEL_WIDTH  # 4 labelled panels
     record = json.loads((tmp_path / "demo.json").read_text())
     assert "UNTRAINED" in record["weights"]
     assert 0 < record["ct_vs_aligned_ct_before"]["NCC"] < 1
@@ -69,11 +72,19 @@ def test_demo_with_fusion_only_weights_fuses_the_aligned_example(tmp_path, monke
                  {"modality": "CT", "image_size": 64, "registers": False})
     monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "w"))
     assert main(["demo", "--output-dir", str(tmp_path / "out"), "--size", "64", "--device", "cpu"]) == 0
-    assert read_image(tmp_path / "out" / "overview.png").shape == (64, 192)  # MRI | CT | fused
+    assert read_image(tmp_path / "out" / "overview.png").shape[1] == 3 * PANEL_WIDTH  # MRI | CT | fused
     record = json.loads((tmp_path / "out" / "demo.json").read_text())
     assert "registration not trained" in record["weights"]
     assert record["ct_vs_aligned_ct_before"]["NCC"] == pytest.approx(1.0)
     assert "do not register" in caplog.text
+
+
+def test_demo_overview_without_matplotlib_is_unlabelled(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    assert main(["demo", "--output-dir", str(tmp_path), "--size", "64", "--device", "cpu"]) == 0
+    assert read_image(tmp_path / "overview.png").shape[:2] == (64, 256)
+    assert "has no labels" in caplog.text
 
 
 def test_benchmark_speed_prints_a_row_per_batch(capsys):

@@ -107,6 +107,17 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     assert main(joint) == 2  # mixed pairs are for the registration stage only
 
 
+def test_one_registration_for_several_modalities(aanlib: Path, tmp_path: Path) -> None:
+    write_aanlib(aanlib, "PET", cases=2, slices=2, size=32, rgb=True)
+    run = tmp_path / "both"
+    args = ["train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY, "--epochs", "1", "--modality", "CT,PET"]
+    assert main(args) == 2  # several modalities share a registration stage only
+    assert main([*args, "--stage", "registration"]) == 0
+    metadata = read_weights(run / "BSAFusion_CT+PET.safetensors")[1]
+    assert metadata["modality"] is None and metadata["modalities"] == ["CT", "PET"]
+    assert (metadata["train_pairs"], metadata["val_pairs"]) == (4, 4)  # each modality: one case of two held out
+
+
 def test_bad_data_source_is_reported(tmp_path: Path) -> None:
     assert main(["train", "--run-dir", str(tmp_path / "run")]) == 2
     assert main(["train", "--aanlib", str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 2
