@@ -37,6 +37,7 @@ def add_testset_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--aligned", type=Path,
                         help="aligned pairs to deform with the synthetic generator: an aanlib-style folder "
                              "(<X>-MRI/{MRI,<X>}/ or {MRI,<X>}/, X = --modality)")
+    parser.add_argument("--cases", help="with --aligned: only these cases, comma-separated (e.g. 9,21)")
     parser.add_argument("--count", type=int, help="with --aligned: use this many pairs, drawn with --seed")
     parser.add_argument("--seed", type=int, default=0, help="with --aligned: pair choice and deformations")
     parser.add_argument("--max-translation", type=float, default=0.01,
@@ -64,9 +65,12 @@ def load_cases(args: argparse.Namespace) -> tuple[list[EvalCase], str]:
     if args.testset is not None:
         cases = load_folder_cases(args.testset)
         return cases, f"test set {args.testset} ({len(cases)} cases)"
-    cases = generated_cases(aanlib_pairs(args.aligned, args.modality), seed=args.seed, count=args.count,
+    chosen = {case.strip() for case in args.cases.split(",")} if args.cases else None
+    pairs = aanlib_pairs(args.aligned, args.modality, chosen)
+    cases = generated_cases(pairs, seed=args.seed, count=args.count,
                             max_translation=args.max_translation, elastic_magnitude=args.elastic)
-    return cases, (f"{len(cases)} {args.modality}-MRI pairs of {args.aligned} deformed with seed {args.seed} "
+    which = f" (cases {args.cases})" if args.cases else ""
+    return cases, (f"{len(cases)} {args.modality}-MRI pairs of {args.aligned}{which} deformed with seed {args.seed} "
                    f"(max translation {args.max_translation}, elastic magnitude {args.elastic})")
 
 

@@ -149,6 +149,13 @@ def generated_cases(
     return cases
 
 
-def aanlib_pairs(root: str | Path, modality: str) -> list[tuple[Path, Path]]:
-    """Aligned ``(MRI, other)`` files of an aanlib-style folder ``root/<X>-MRI/{MRI,<X>}``."""
-    return [(fixed, moving) for fixed, moving, _case in training_pairs(Path(root), modality)]
+def aanlib_pairs(root: str | Path, modality: str, cases: set[str] | None = None) -> list[tuple[Path, Path]]:
+    """Aligned ``(MRI, other)`` files of an aanlib-style folder ``root/<X>-MRI/{MRI,<X>}``; with ``cases``,
+    only those cases (the number before a name's 3-digit slice number, e.g. ``28`` for ``28010.png``)."""
+    pairs = training_pairs(Path(root), modality)
+    if cases is not None:
+        unknown = sorted(cases - {case for _, _, case in pairs})
+        if unknown:
+            raise InputError(f"{root} has no {modality}-MRI case {', '.join(unknown)}")
+        pairs = [pair for pair in pairs if pair[2] in cases]
+    return [(fixed, moving) for fixed, moving, _case in pairs]

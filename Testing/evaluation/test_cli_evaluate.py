@@ -55,3 +55,14 @@ def test_missing_test_set_fails_cleanly(tmp_path, weights_file):
                  "--device", "cpu", "--output-dir", str(out)])
     assert code == 2
     assert not out.exists()
+
+
+def test_evaluate_chosen_cases(tmp_path, aligned_dir, weights_file, caplog):
+    common = ["evaluate", "--aligned", str(aligned_dir), "--modality", "CT", "--weights", str(weights_file),
+              "--device", "cpu", "--no-plots"]
+    assert main([*common, "--cases", "000", "--output-dir", str(tmp_path / "held_out")]) == 0
+    assert len(_rows(tmp_path / "held_out" / "cases.csv")) == 3
+    assert "(cases 000)" in json.loads((tmp_path / "held_out" / "run.json").read_text())["testset"]
+    assert main([*common, "--cases", "000,28", "--output-dir", str(tmp_path / "absent")]) == 2
+    assert "has no CT-MRI case 28" in caplog.text
+    assert not (tmp_path / "absent").exists()
