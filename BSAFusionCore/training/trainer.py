@@ -349,10 +349,8 @@ class Trainer:
         # oneDNN's convolutions (forward and backward) run faster channels-last on the CPU (docs/BENCHMARKS.md).
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
-        if config.freezes_registration:
-            self.net.reg_net.requires_grad_(False)
-        if config.stage == "registration":  # the fusion net is not run; keep it out of the optimiser
-            self.net.fusion_net.requires_grad_(False)
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
         # Our choice, not the published code's: with the published routing the fusion loss pushes the
         # displacements to tens of pixels through the flow the fusion branch warps with (docs/training.md).
         self.net.detach_fusion_flow = not config.fusion_steers_registration
@@ -378,6 +376,25 @@ class Trainer:
             size = val_samples[0].fixed.shape[-1]
             self.validation = make_validation_set(val_samples, config.deformation(size), VALIDATION_SEED)
         self._writer = self._tensorboard() if self.dist.main else None
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """What the stage keeps as it starts (in eval mode while training, see :meth:`_set_modes`).
+
+        Registration: the fusion net, which is not run. Fusion: the whole registration path (the
+        encoder, MFRH classifier, Transfer and BSFA), so that the registration it starts with is
+        exactly what the weights keep.
+        """
+        net = self.net
+        if self.config.stage == "registration":
+            return [net.fusion_net]
+        if self.config.stage == "fusion":
+            return [net.encoder, net.transfer, net.reg_net]
+        return []
+
+    def _set_modes(self) -> None:
+        self.model.train()
+        for module in self._frozen_modules():
+            module.eval()
 
     # ----------------------------------------------------------------- checkpoints
     def checkpoint(self) -> dict:
@@ -450,6 +467,7 @@ class Trainer:
         moving, displacement = random_deformation(label, generator=generator, **config.deformation())
         true_flow = invert_displacement(displacement) if config.flow_supervision else None
         registration_only = config.stage == "registration"
+        self._set_modes()
         layout = self.memory_format
         with self._autocast():
             output = self.model(fixed.contiguous(memory_format=layout), moving.contiguous(memory_format=layout),

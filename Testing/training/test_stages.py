@@ -41,14 +41,14 @@ def test_registration_stage_trains_the_registration_path_alone(tmp_path: Path) -
     assert trainer.state.mu == 1.0
 
 
-def test_fusion_stage_steps_reduce_the_loss(tmp_path: Path) -> None:
+def test_fusion_stage_steps_reduce_the_fusion_loss(tmp_path: Path) -> None:
     samples = _samples(2)
-    trainer = Trainer(_config(tmp_path, stage="fusion"), samples, [])
+    trainer = Trainer(_config(tmp_path, stage="fusion", lr=3e-4), samples, [])
     fixed, label = make_batch(samples, [0, 1], None)
-    before = _eval_loss(trainer, fixed, label)
+    before = _eval_loss(trainer, fixed, label, term="fusion")
     for _ in range(8):
         trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
-    assert _eval_loss(trainer, fixed, label) < before - 0.1
+    assert _eval_loss(trainer, fixed, label, term="fusion") < 0.9 * before
 
 
 def test_registration_stage_keeps_the_checkpoint_with_the_lowest_endpoint_error(tmp_path: Path) -> None:
