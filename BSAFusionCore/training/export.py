@@ -67,6 +67,8 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     routing = "the flow learns from every loss (published routing)" if config.fusion_steers_registration else (
         "the fusion loss kept off the flow (see docs/training.md)"
     )
+    if config.stage == "registration":
+        routing = "no fusion loss"
     if config.flow_supervision:
         routing += (
             f", plus the endpoint error against the synthetic field with weight {config.flow_supervision:g}"
@@ -77,13 +79,14 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         losses = "the registration losses of the BSAFusion paper (modality cross-entropies, smoothness, consistency)"
     curriculum = ""
     if config.pretrain_steps or config.mono_fraction or config.synthetic_fraction:
+        first = (f"the first {config.pretrain_steps} steps on mono-modal (MRI against MRI) and random-contrast "
+                 "pairs only, then " if config.pretrain_steps else "")
         curriculum = (
-            f" Curriculum: the first {config.pretrain_steps} steps on mono-modal (MRI against MRI) and random-contrast "
-            f"pairs only, then {config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} random-contrast "
-            "and the rest real pairs (docs/training.md)."
+            f" Curriculum: {first}{config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} "
+            "random-contrast and the rest real pairs (docs/training.md)."
         )
     lines = [
-        f"# BSAFusion weights for {config.modality}-MRI: `{weights_name}`",
+        f"# BSAFusion weights for {', '.join(f'{m}-MRI' for m in config.modality.split(','))}: `{weights_name}`",
         "",
         f"Made with `bsafusion train --stage {config.stage}` (BSAFusionCore): {start}; trained "
         f"{_STAGE_WORDS[config.stage]} with {losses} (AAAI 2025), {routing}, on aligned pairs deformed by "

@@ -545,13 +545,15 @@ class Trainer:
                 bar.set_postfix(loss=f"{figures['total']:.4f}")
                 report(progress, state.global_step / self.total_steps, f"epoch {state.epoch + 1}")
                 stop = 0 < config.max_steps <= state.global_step
-                if deadline is not None and time.perf_counter() > deadline:
-                    log.info("time limit reached at step %d: stopping with a checkpoint", state.global_step)
+                out_of_time = deadline is not None and time.perf_counter() > deadline
+                if out_of_time:
+                    log.info("time limit reached at step %d: validating, then stopping with a checkpoint",
+                             state.global_step)
                     stop = True
                 if stop or (config.checkpoint_every and state.global_step % config.checkpoint_every == 0):
                     state.elapsed_s += time.perf_counter() - started
                     started = time.perf_counter()
-                    self.save()
+                    self.save(best=out_of_time and self._validate())
                 if stop:
                     bar.close()
                     return state
@@ -583,35 +585,42 @@ class Trainer:
         row.update({f"loss_{n}": v for n, v in means.items()})
         improved = False
         due = config.val_every and (state.epoch % config.val_every == 0 or state.epoch == config.epochs)
-        if self.validation is not None and due:
-            state.validation = validate(
-                self.net, self.validation, self.device, config.batch_size, self._autocast(),
-                working_size=config.image_size, with_fusion=config.stage != "registration",
-            )
-            state.validation_epoch = state.epoch
-            samples = state.global_step * config.batch_size * self.dist.world
-            state.curve.append({"epoch": state.epoch, "step": state.global_step, "samples": samples,
-                                **state.validation})
+        if due:
+            improved = self._validate()
             row.update({f"val_{n}": v for n, v in state.validation.items()})
-            if config.stage == "registration":  # the figure the stage optimises
-                score = -state.validation["epe"]
-            elif config.freezes_registration:  # the registration figures cannot change: keep the latest
-                score = float(state.epoch)
-            else:
-                score = state.validation["ssim"] + state.validation["ncc"]
-            if score > state.best_score:
-                state.best_score, state.best_epoch, improved = score, state.epoch, True
         if self.dist.main:
             self._log(row)
         self.save(best=improved)
 
+    def _validate(self) -> bool:
+        """Validate now (main process, when there is a validation set); whether it is the best so far."""
+        config, state = self.config, self.state
+        if self.validation is None:
+            return False
+        state.validation = validate(
+            self.net, self.validation, self.device, config.batch_size, self._autocast(),
+            working_size=config.image_size, with_fusion=config.stage != "registration",
+        )
+        state.validation_epoch = state.epoch
+        samples = state.global_step * config.batch_size * self.dist.world
+        state.curve.append({"epoch": state.epoch, "step": state.global_step, "samples": samples, **state.validation})
+        log.info("step %d: validation %s", state.global_step,
+                 ", ".join(f"{k} {v:.4f}" for k, v in state.validation.items() if not k.endswith("_average")))
+        if config.stage == "registration":  # the figure the stage optimises
+            score = -state.validation["epe"]
+        elif config.freezes_registration:  # the registration figures cannot change: keep the latest
+            score = float(state.global_step)
+        else:
+            score = state.validation["ssim"] + state.validation["ncc"]
+        if score <= state.best_score:
+            return False
+        state.best_score, state.best_epoch = score, state.epoch
+        return True
+
     # ----------------------------------------------------------------- logs
     def _log(self, row: dict[str, float]) -> None:
-        log.info(
-            "epoch %d: loss %.4f, mu %.3f, %.2f samples/s%s", row["epoch"], row["loss_total"], row["mu"],
-            row["samples_per_s"],
-            "".join(f", val {k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_")),
-        )
+        log.info("epoch %d: loss %.4f, mu %.3f, %.2f samples/s", row["epoch"], row["loss_total"], row["mu"],
+                 row["samples_per_s"])
         path = self.run_dir / LOG_CSV
         rows = []
         if path.is_file():  # keep what precedes this epoch (a resumed run may repeat later ones)

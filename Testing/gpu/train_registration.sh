@@ -23,8 +23,9 @@ python3 -m BSAFusionCore train --aanlib ../shared/data/aanlib --modality CT,PET,
     --init "$INIT" --run-dir "$RUN" --device "$DEVICE" --amp bf16 --image-size "$SIZE" --batch-size "$BATCH" \
     --epochs 1000 --lr 1e-4 --lr-min 1e-6 --flow-supervision 1 --mono-fraction 0.2 --synthetic-fraction 0.3 \
     --val-every 1 --checkpoint-every 100 --max-minutes "$MINUTES" --val-size 256 2>&1 | tee "$OUT/train.log"
-cp "$RUN/log.csv" "$OUT/log.csv"
-for file in "$RUN"/best.pt "$RUN"/*.safetensors; do
+if [ -f "$RUN/log.csv" ]; then cp "$RUN/log.csv" "$OUT/log.csv"; fi
+CHECKPOINT="$RUN/best.pt"; [ -f "$CHECKPOINT" ] || CHECKPOINT="$RUN/last.pt"
+for file in "$CHECKPOINT" "$RUN"/*.safetensors; do
     split -b 15M -d "$file" "$OUT/$(basename "$file").part-"
 done
 cp "$RUN"/*.md "$OUT/"

@@ -128,11 +128,13 @@ def test_bf16_autocast_on_the_cpu(tmp_path: Path) -> None:
 
 
 def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path: Path) -> None:
-    train = _samples(4)
-    first = Trainer(_config(tmp_path, epochs=2), train, [])
+    train, val = _samples(4), _samples(2, first_seed=10)
+    first = Trainer(_config(tmp_path, epochs=2), train, val)
     state = first.run(time_limit_s=1e-6)
     assert state.global_step == 1 and not first.finished
+    assert [point["step"] for point in state.curve] == [1]  # validated before stopping: the export has figures
     assert load_checkpoint(tmp_path / LAST_CHECKPOINT)["state"]["global_step"] == 1
-    second = Trainer(_config(tmp_path, epochs=2), train, [])
+    assert load_checkpoint(tmp_path / BEST_CHECKPOINT)["state"]["global_step"] == 1
+    second = Trainer(_config(tmp_path, epochs=2), train, val)
     second.resume()
     assert second.run().global_step == 4 and second.finished
