@@ -125,15 +125,32 @@ def _mps_works() -> bool:
         return False
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/"auto": CUDA when available, else MPS when it works, else the CPU."""
+    """``None``/"auto": CUDA when available, else MPS when it works, else the CPU.
+
+    An unknown or unavailable device raises :class:`InputError` naming the choices.
+    """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if _mps_works() else torch.device("cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but no CUDA GPU is available")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}: use {DEVICE_CHOICES}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} was asked for but no CUDA GPU is available; use cpu or auto")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif resolved.type == "mps":
+        if not _mps_works():
+            raise InputError(f"device {device!r} was asked for but MPS (Apple GPU) is not available; use cpu or auto")
+    elif resolved.type != "cpu":
+        raise InputError(f"device {device!r} is not supported: use {DEVICE_CHOICES}")
     return resolved
 
 
@@ -149,12 +166,7 @@ def load_model(source: str | Path, device: str | torch.device | None = None,
     on a probe pair (:func:`mixed_precision_agrees`), else fp32.
     Models are cached per (file, modification time, device, precision), so repeated calls are instant.
     """
-    if isinstance(source, str) and source.upper() in MODALITIES and not Path(source).exists():
-        path = bundled_weights(source)
-    else:
-        path = Path(source)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+    path = weights_path(source)
     target = resolve_device(device)
     key = (str(path.resolve()), path.stat().st_mtime, str(target), precision)
     with _cache_lock:
@@ -168,6 +180,35 @@ def load_model(source: str | Path, device: str | torch.device | None = None,
         return _cache[key]
 
 
+def weights_path(source: str | Path) -> Path:
+    """The file of a bundled name ("CT", "PET", "SPECT") or a path; raises :class:`WeightsError` naming the
+    choices when it is neither."""
+    if isinstance(source, str) and source.upper() in MODALITIES and not Path(source).exists():
+        return bundled_weights(source)
+    path = Path(source)
+    if path.exists():
+        return path
+    looks_like_a_name = isinstance(source, str) and not path.suffix and len(path.parts) == 1
+    if looks_like_a_name:
+        raise WeightsError(
+            f"{source!r} is neither a bundled model ({', '.join(MODALITIES)}) nor an existing file; "
+            "give one of those names or the path of a weights file (.safetensors, or the authors' .pkl)"
+        )
+    raise WeightsError(f"weights file {path} does not exist")
+
+
+def as_model(model: FusionModel | str | Path, device: str | torch.device | None = None) -> FusionModel:
+    """A loaded model as it is; a bundled name or a path loaded with :func:`load_model`."""
+    if isinstance(model, FusionModel):
+        return model
+    if isinstance(model, (str, Path)):
+        return load_model(model, device=device)
+    raise InputError(
+        f"model must be a FusionModel, a bundled name ({', '.join(MODALITIES)}) or a weights path, "
+        f"got {type(model).__name__}"
+    )
+
+
 def model_from_network(net: BSAFusionNet, device: str | torch.device | None = None,
                        metadata: dict[str, Any] | None = None, precision: str = "auto") -> FusionModel:
     """Wrap an in-memory network (e.g. during training) for :func:`fuse_batch`."""
@@ -176,6 +217,17 @@ def model_from_network(net: BSAFusionNet, device: str | torch.device | None = No
 
 def check_pair(fixed: Tensor, moving: Tensor) -> None:
     """Shapes, channels, size and value range of a batch; raises :class:`InputError`."""
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if not isinstance(image, Tensor):
+            raise InputError(
+                f"{name} must be a torch tensor (N, C, H, W), got {type(image).__name__}; "
+                "for numpy images use fuse_images"
+            )
+        if image.dim() >= 2 and min(image.shape[-2:]) < MIN_SIZE:
+            raise InputError(
+                f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels; {name} is "
+                f"{image.shape[-2]}x{image.shape[-1]}"
+            )
     if fixed.dim() != 4 or fixed.shape[1] != 1:
         raise InputError(f"fixed must be (N, 1, H, W), got {tuple(fixed.shape)}")
     if moving.dim() != 4 or moving.shape[1] not in (1, 3):
@@ -184,8 +236,6 @@ def check_pair(fixed: Tensor, moving: Tensor) -> None:
         raise InputError(
             f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} differ in batch or image size"
         )
-    if min(fixed.shape[-2:]) < MIN_SIZE:
-        raise InputError(f"images must be at least {MIN_SIZE}x{MIN_SIZE}, got {tuple(fixed.shape[-2:])}")
     for name, image in (("fixed", fixed), ("moving", moving)):
         if not torch.is_floating_point(image):
             raise InputError(f"{name} must be a floating-point image in [0, 1], got {image.dtype}")
@@ -197,7 +247,7 @@ def check_pair(fixed: Tensor, moving: Tensor) -> None:
 
 
 @torch.inference_mode()
-def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
+def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *,
                zero_displacement: bool = False) -> BatchFusion:
     """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
 
@@ -207,6 +257,7 @@ def fuse_batch(model: FusionModel, fixed: Tensor, moving: Tensor, *,
     registration net and gives the same result.
     """
     check_pair(fixed, moving)
+    model = as_model(model)
     zero_displacement = zero_displacement or not model.registers
     shape = tuple(fixed.shape[-2:])
     size = model.image_size
@@ -248,11 +299,17 @@ def _image_tensor(image: np.ndarray, name: str) -> Tensor:
     raise InputError(f"{name} must be (H, W) or (H, W, 3) RGB, got shape {array.shape}")
 
 
-def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel, **options: Any) -> FusionResult:
-    """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1]."""
+def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str | Path,
+                **options: Any) -> FusionResult:
+    """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1].
+
+    ``model``: a loaded :class:`FusionModel`, a bundled name ("CT", "PET", "SPECT") or a weights path.
+    """
     if np.asarray(fixed).ndim != 2:
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
-    out = fuse_batch(model, _image_tensor(fixed, "fixed"), _image_tensor(moving, "moving"), **options)
+    fixed_t, moving_t = _image_tensor(fixed, "fixed"), _image_tensor(moving, "moving")
+    check_pair(fixed_t, moving_t)
+    out = fuse_batch(as_model(model), fixed_t, moving_t, **options)
 
     def to_numpy(t: Tensor) -> np.ndarray:
         array = t[0].numpy()

@@ -77,8 +77,12 @@ def check_state(state: dict[str, Tensor], source: str | Path) -> None:
 
 
 def _file_kind(path: Path) -> str:
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; give a weights file in it (.safetensors, or the authors' .pkl)")
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes): it was not written completely; copy it again")
     with path.open("rb") as f:
         head = f.read(9)
     # safetensors: a little-endian u64 header length, then the JSON header. Checked first: the
@@ -126,7 +130,13 @@ def read_reference_checkpoint(path: str | Path) -> dict[str, Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad or unsafe pickles
-        raise WeightsError(f"{path} could not be read as a weights-only checkpoint: {error}") from error
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            # Never pass on torch's advice to load with weights_only=False: that would run the file's code.
+            raise WeightsError(
+                f"{path} was refused: besides tensors it holds executable Python objects, which are never loaded "
+                "(a BSAFusion checkpoint holds only tensors). Ask its provider for a plain state dict or .safetensors"
+            ) from None
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {error}") from error
     if not isinstance(checkpoint, dict) or not set(CHECKPOINT_PARTS) <= set(checkpoint):
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise WeightsError(

@@ -8,8 +8,9 @@ import torch
 
 import BSAFusionCore as bf
 from BSAFusionCore.color import rgb_to_ycbcr, ycbcr_to_rgb
+from BSAFusionCore.errors import InputError
 from BSAFusionCore.examples import deform, example_pair, head_phantom
-from BSAFusionCore.inference import mixed_precision_agrees
+from BSAFusionCore.inference import fuse_batch, fuse_images, mixed_precision_agrees
 from BSAFusionCore.network import BSAFusionNet, BSAFusionOutput
 from BSAFusionCore.training.trainer import zero_flow_heads
 
@@ -171,3 +172,41 @@ def test_unknown_device_is_refused():
         pytest.skip("this machine has CUDA")
     with pytest.raises(bf.InputError, match="no CUDA"):
         bf.resolve_device("cuda")
+
+
+def test_devices_that_do_not_exist_are_named() -> None:
+    from BSAFusionCore.inference import resolve_device
+
+    with pytest.raises(InputError, match="unknown device 'banana': use auto, cpu, cuda"):
+        resolve_device("banana")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(InputError, match=r"MPS .* is not available"):
+            resolve_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            resolve_device("cuda:0")
+    with pytest.raises(InputError, match="not supported"):
+        resolve_device("meta")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_models_are_given_as_objects_names_or_paths(small_model, tmp_path) -> None:
+    from BSAFusionCore.inference import as_model
+    from BSAFusionCore.weights import save_weights
+
+    path = tmp_path / "w.safetensors"
+    save_weights(path, small_model.net, {"image_size": 64}, dtype=torch.float32)
+    mri, ct, _ = example_pair(64)
+    by_object = fuse_images(mri, ct, small_model).fused
+    assert np.allclose(fuse_images(mri, ct, str(path)).fused, by_object, atol=1e-5)
+    assert as_model(path, device="cpu").source == str(path)
+    with pytest.raises(InputError, match="model must be a FusionModel"):
+        as_model(3)
+
+
+def test_batches_must_be_tensors_of_a_usable_size(small_model) -> None:
+    mri, ct, _ = example_pair(64)
+    with pytest.raises(InputError, match=r"must be a torch tensor .* use fuse_images"):
+        fuse_batch(small_model, mri[None, None], ct[None, None])
+    with pytest.raises(InputError, match="at least 32x32 pixels; fixed is 1x1"):
+        fuse_images(np.zeros((1, 1), np.float32), ct, small_model)

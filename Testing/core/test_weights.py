@@ -88,9 +88,23 @@ def test_pickled_code_is_never_executed(tmp_path, capsys):
     path = tmp_path / "evil.pkl"
     with path.open("wb") as f:
         pickle.dump({"encoder_state_dict": _Exploit()}, f, protocol=2)
-    with pytest.raises(bf.WeightsError, match="weights-only"):
+    with pytest.raises(bf.WeightsError, match="holds executable Python objects") as refused:
         bf.load_model(path)
     assert "pickled code ran" not in capsys.readouterr().out
+    assert "weights_only=False" not in str(refused.value)  # never advise running the file's code
+
+
+def test_weights_that_are_not_a_file_are_named(tmp_path):
+    with pytest.raises(bf.WeightsError, match=r"neither a bundled model \(CT, PET, SPECT\) nor an existing file"):
+        bf.load_model("MRI")
+    with pytest.raises(bf.WeightsError, match="is a folder"):
+        bf.load_model(tmp_path)
+    empty = tmp_path / "empty.safetensors"
+    empty.touch()
+    with pytest.raises(bf.WeightsError, match=r"is empty \(0 bytes\)"):
+        bf.load_model(empty)
+    with pytest.raises(bf.WeightsError, match="does not exist"):
+        bf.load_model(tmp_path / "missing.safetensors")
 
 
 def test_authors_checkpoint_loads_directly(random_net, tmp_path):
