@@ -33,10 +33,14 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"image file {path} is empty (0 bytes)")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise InputError(f"cannot read {path} as an image: {error}") from error
+        if "Unknown PixelType" not in str(error):
+            raise InputError(f"cannot read {path} as an image: {error}") from error
+        return to_unit_range(_read_with_alpha(path), str(path))
     if image.GetDimension() == 3 and image.GetSize()[2] == 1:
         image = image[:, :, 0]  # a 2D image stored as a single-slice volume
     if image.GetDimension() != 2:
@@ -49,6 +53,20 @@ def read_image(path: str | Path) -> np.ndarray:
     if array.ndim == 3 and np.ptp(array.astype(np.float32), axis=2).max() == 0:
         array = array[..., 0]  # grey stored as RGB
     return to_unit_range(array, str(path))
+
+
+def _read_with_alpha(path: Path) -> np.ndarray:
+    """Grey + alpha images (which SimpleITK cannot read) through Pillow, without the alpha channel."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError(
+            f"{path} is a grey + alpha image, which SimpleITK cannot read; save it as plain grayscale or RGB, "
+            "or install Pillow (pip install pillow) to read it"
+        ) from None
+    with Image.open(path) as picture:
+        mode = "L" if picture.mode in ("LA", "La", "L") else "RGB"
+        return np.asarray(picture.convert(mode))
 
 
 def write_image(path: str | Path, array: np.ndarray) -> None:

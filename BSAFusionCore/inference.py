@@ -309,6 +309,10 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
     fixed_t, moving_t = _image_tensor(fixed, "fixed"), _image_tensor(moving, "moving")
     check_pair(fixed_t, moving_t)
+    for name, image in (("fixed", fixed_t), ("moving", moving_t)):
+        if float(image.max()) == float(image.min()):  # as volumes: nothing to register or fuse
+            raise InputError(f"the {name} image has a single intensity value ({float(image.min()):g}); "
+                             "it has no contrast to register or fuse")
     out = fuse_batch(as_model(model), fixed_t, moving_t, **options)
 
     def to_numpy(t: Tensor) -> np.ndarray:

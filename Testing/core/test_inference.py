@@ -210,3 +210,9 @@ def test_batches_must_be_tensors_of_a_usable_size(small_model) -> None:
         fuse_batch(small_model, mri[None, None], ct[None, None])
     with pytest.raises(InputError, match="at least 32x32 pixels; fixed is 1x1"):
         fuse_images(np.zeros((1, 1), np.float32), ct, small_model)
+
+
+def test_constant_images_are_refused_as_volumes_are(small_model) -> None:
+    mri, ct, _ = example_pair(64)
+    with pytest.raises(InputError, match="the moving image has a single intensity value"):
+        fuse_images(mri, np.full_like(ct, 0.5), small_model)
