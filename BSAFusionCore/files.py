@@ -1,12 +1,15 @@
-"""Writing files so that they appear only when complete."""
+"""Writing files and folders so that they appear only when complete."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import InputError
 
 
 def _umask() -> int:
@@ -32,3 +35,62 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_output_folder(target: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Check, before any work, that a run's results can go to the folder ``target``.
+
+    Refused: a file at ``target`` or at one of its parents, and a folder that already holds files
+    unless ``overwrite`` (which replaces its whole content, see :func:`staged_folder`).
+    """
+    target = Path(target)
+    for parent in reversed(target.parents):
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"output folder {target} cannot be made: {parent} is a file, not a folder")
+    if target.exists() and not target.is_dir():
+        raise InputError(f"output folder {target} is an existing file; choose a folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise InputError(
+            f"output folder {target} already holds files (an earlier run?); choose another folder, or pass "
+            "--overwrite to replace its whole content"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; when the block succeeds it becomes ``target``.
+
+    An existing ``target`` (only with ``overwrite``, see :func:`check_output_folder`) is replaced
+    as a whole, so no file of an earlier run stays behind. When the block fails or is interrupted,
+    the temporary folder and the parents this call created are removed and ``target`` is untouched.
+    """
+    target = check_output_folder(target, overwrite).absolute()
+    created = [p for p in reversed(target.parents) if not p.exists()]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    except OSError as error:
+        _remove_empty(created)
+        raise InputError(f"output folder {target} cannot be written ({error.strerror})") from None
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_umask())
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed call created (deepest first), if they are still empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("manifest", help="CSV manifest")
     parser.add_argument("--output-dir", required=True, help="one sub-folder per case is written here")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo the cases that are already done (each case folder is replaced whole)")
     add_model_arguments(parser)
     parser.add_argument("--shard", default="1/1", metavar="I/N",
                         help="process only shard I of N (rows I, I+N, ...), for N parallel workers")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_output
+from ..errors import InputError
+from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
 from ..inference import fuse_images, load_model
-from ..volumes.command import add_volume_arguments
+from ..volumes.command import add_volume_arguments, volume_options_given
 from .common import add_model_arguments, run_record, write_json
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--fixed", required=True, type=Path, help="the MRI")
     parser.add_argument("--moving", required=True, type=Path, help="the CT, PET or SPECT (grayscale or RGB)")
-    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--output-dir", required=True, type=Path,
+                        help="written complete or not at all; it must be new or empty unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the whole content of an existing --output-dir (no earlier file stays)")
     add_model_arguments(parser)
     add_volume_arguments(parser)
     parser.set_defaults(func=run_fuse)
@@ -42,22 +46,30 @@ def run_fuse(args: argparse.Namespace) -> int:
 
 
 def fuse_2d(args: argparse.Namespace) -> int:
+    volume_only = volume_options_given(args)
+    if volume_only:
+        raise InputError(f"{' '.join(volume_only)}: volume options, which do not apply to 2D images (leave them out)")
+    check_output_folder(args.output_dir, args.overwrite)
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     if fixed.ndim == 3:
         fixed = fixed.mean(axis=2)  # an MRI saved as RGB
     model = load_model(args.weights or args.modality, device=args.device)
+    with staged_folder(args.output_dir, args.overwrite) as out:
+        seconds = _fuse_into(out, fixed, moving, model, args)
+    log.info("wrote fused.png, warped.png, displacement.npy and fusion.json to %s (%.2f s)", args.output_dir, seconds)
+    return 0
+
+
+def _fuse_into(out: Path, fixed: np.ndarray, moving: np.ndarray, model, args: argparse.Namespace) -> float:
     start = time.perf_counter()
     result = fuse_images(fixed, moving, model)
     seconds = time.perf_counter() - start
-    out = args.output_dir
     write_image(out / "fused.png", result.fused)
     write_image(out / "warped.png", result.warped)
-    with atomic_output(out / "displacement.npy") as tmp, tmp.open("wb") as f:
-        np.save(f, result.displacement.astype(np.float32))
+    np.save(out / "displacement.npy", result.displacement.astype(np.float32))
     write_json(out / "fusion.json", run_record(
         fixed=str(args.fixed), moving=str(args.moving), weights=model.source, device=str(model.device),
         model=model.metadata, seconds=round(seconds, 4),
         displacement="pixels, [..., 0] along columns (x), [..., 1] along rows (y)",
     ))
-    log.info("wrote fused.png, warped.png, displacement.npy and fusion.json to %s (%.2f s)", out, seconds)
-    return 0
+    return seconds

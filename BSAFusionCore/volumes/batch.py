@@ -13,8 +13,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import BSAFusionError, InputError
+from ..files import staged_folder
 from ..inference import FusionModel, load_model
-from .command import fuse_case, model_source
+from .command import check_color_fusion, fuse_case, model_source
 from .io import prepare_output_dir, read_volume, write_text
 from .outputs import is_complete
 
@@ -95,8 +96,8 @@ def run_batch(args: argparse.Namespace) -> int:
     status: dict[str, list[str]] = {"done": [], "skipped": [], "failed": []}
     for case in tqdm(cases, unit="case", desc="batch"):
         folder = root / case.name
-        if is_complete(folder):
-            log.info("%s: already done, skipped", case.name)
+        if is_complete(folder) and not getattr(args, "overwrite", False):
+            log.info("%s: already done, skipped (--overwrite redoes it)", case.name)
             status["skipped"].append(case.name)
             continue
         try:
@@ -120,6 +121,8 @@ def _run_case(case: Case, folder: Path, args: argparse.Namespace, models: dict[s
         source = model_source(case.modality, case.weights)
     else:
         source = model_source(args.modality, args.weights)
+    check_color_fusion(args, None if case.weights or (args.weights and not case.modality) else case.modality
+                       or args.modality)
     fixed = read_volume(case.fixed, "fixed volume")
     moving = read_volume(case.moving, "moving volume")
     if source not in models:
@@ -129,6 +132,6 @@ def _run_case(case: Case, folder: Path, args: argparse.Namespace, models: dict[s
         "prealign": case.prealign or args.prealign,
         "ct_window": case.ct_window or args.ct_window,
     })
-    prepare_output_dir(folder)
     inputs = {"fixed": str(case.fixed), "moving": str(case.moving), "model_source": source, "case": case.name}
-    fuse_case(fixed, moving, models[source], folder, options, None, inputs)
+    with staged_folder(folder, overwrite=True) as staging:  # an unfinished earlier attempt is replaced whole
+        fuse_case(fixed, moving, models[source], staging, options, None, inputs)

@@ -12,32 +12,59 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..files import check_output_folder, staged_folder
 from ..inference import FusionModel, load_model
 from ..progress import ProgressCallback
 from ..weights import MODALITIES
 from .intensity import COLORMAPS, CT_WINDOWS
-from .io import prepare_output_dir, read_volume
+from .io import read_volume
 from .outputs import write_outputs
 from .pipeline import fuse_volumes
 from .prealign import PREALIGN_MODES
 
 log = logging.getLogger(__name__)
 
+# The volume-only options and their defaults (2D images refuse any other value).
+VOLUME_DEFAULTS = {
+    "prealign": "none", "axis": None, "ct_window": None, "color_fusion": False, "colormap": "hot",
+    "percentiles": (0.5, 99.5), "batch_size": 8,
+}
+
+
 def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that only volumes have (the input, output and model options belong to ``fuse``)."""
     group = parser.add_argument_group("volumes (NRRD, NIfTI, MHA, DICOM folder)")
-    group.add_argument("--prealign", choices=PREALIGN_MODES, default="none",
+    group.add_argument("--prealign", choices=PREALIGN_MODES, default=VOLUME_DEFAULTS["prealign"],
                        help="3-D pre-alignment before the slice-wise step (default: none)")
-    group.add_argument("--axis", type=int, choices=(0, 1, 2), default=None,
+    group.add_argument("--axis", type=int, choices=(0, 1, 2), default=VOLUME_DEFAULTS["axis"],
                        help="ITK index axis to slice through (default: the one nearest inferior-superior)")
-    group.add_argument("--ct-window", choices=tuple(CT_WINDOWS), default=None,
+    group.add_argument("--ct-window", choices=tuple(CT_WINDOWS), default=VOLUME_DEFAULTS["ct_window"],
                        help="map CT intensities with this window instead of percentiles")
     group.add_argument("--color-fusion", action="store_true",
                        help="colour the (PET/SPECT) moving volume with --colormap; RGB fused output")
-    group.add_argument("--colormap", choices=COLORMAPS, default="hot")
-    group.add_argument("--percentiles", type=float, nargs=2, default=(0.5, 99.5), metavar=("LOW", "HIGH"),
-                       help="intensity percentiles mapped to 0 and 1 (default: 0.5 99.5)")
-    group.add_argument("--batch-size", type=int, default=8, help="slices per model call (default: 8)")
+    group.add_argument("--colormap", choices=COLORMAPS, default=VOLUME_DEFAULTS["colormap"])
+    group.add_argument("--percentiles", type=float, nargs=2, default=VOLUME_DEFAULTS["percentiles"],
+                       metavar=("LOW", "HIGH"), help="intensity percentiles mapped to 0 and 1 (default: 0.5 99.5)")
+    group.add_argument("--batch-size", type=int, default=VOLUME_DEFAULTS["batch_size"],
+                       help="slices per model call (default: 8)")
+
+
+def volume_options_given(args: argparse.Namespace) -> list[str]:
+    """The volume-only options set to something else than their default, as ``--name value``."""
+    given = []
+    for name, default in VOLUME_DEFAULTS.items():
+        value = getattr(args, name, default)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if values != (list(default) if isinstance(default, tuple) else [default]):
+            shown = "" if isinstance(value, bool) else " " + " ".join(map(str, values))
+            given.append(f"--{name.replace('_', '-')}{shown}")
+    return given
+
+
+def check_color_fusion(args: argparse.Namespace, modality: str | None) -> None:
+    """Colour fusion is for PET/SPECT tracers; refuse it for CT before any work."""
+    if getattr(args, "color_fusion", False) and (modality or "").upper() == "CT":
+        raise InputError("--color-fusion colours a PET or SPECT tracer; it does not apply to CT (leave it out)")
 
 
 def model_source(modality: str | None, weights: str | None) -> str:
@@ -52,14 +79,17 @@ def model_source(modality: str | None, weights: str | None) -> str:
 def run_volume_fuse(args: argparse.Namespace) -> int:
     """Fuse ``args.moving`` onto ``args.fixed`` and write everything into ``args.output_dir``."""
     source = model_source(args.modality, args.weights)
+    overwrite = getattr(args, "overwrite", False)
+    check_output_folder(args.output_dir, overwrite)
+    check_color_fusion(args, None if args.weights else args.modality)
     fixed = read_volume(args.fixed, "fixed volume")
     moving = read_volume(args.moving, "moving volume")
     model = load_model(source, device=args.device)
-    folder = prepare_output_dir(args.output_dir)
-    with terminal_progress() as progress:
+    check_color_fusion(args, model.modality)
+    with staged_folder(args.output_dir, overwrite) as folder, terminal_progress() as progress:
         fuse_case(fixed, moving, model, folder, args, progress,
                   inputs={"fixed": str(args.fixed), "moving": str(args.moving), "model_source": source})
-    log.info("wrote %s", folder)
+    log.info("wrote %s", args.output_dir)
     return 0
 
 

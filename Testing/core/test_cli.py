@@ -47,6 +47,50 @@ def test_fuse_reports_a_missing_input(tmp_path, weights, caplog):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.fixture()
+def pair_files(tmp_path):
+    mri, ct, _ = example_pair(64)
+    write_image(tmp_path / "mri.png", mri)
+    write_image(tmp_path / "ct.png", ct)
+    return ["--fixed", str(tmp_path / "mri.png"), "--moving", str(tmp_path / "ct.png")]
+
+
+def test_output_folder_is_a_transaction(tmp_path, weights, pair_files, caplog, monkeypatch):
+    fuse = ["fuse", *pair_files, "--weights", str(weights), "--device", "cpu", "--output-dir"]
+    (tmp_path / "a-file").write_text("x")
+    assert main([*fuse, str(tmp_path / "a-file" / "out")]) == 2
+    assert "a-file is a file, not a folder" in caplog.text
+    assert main([*fuse, str(tmp_path / "a-file")]) == 2
+    assert "is an existing file; choose a folder" in caplog.text
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "prealignment.tfm").write_text("an earlier run's file")
+    assert main([*fuse, str(earlier)]) == 2
+    assert "already holds files" in caplog.text and "--overwrite" in caplog.text
+    assert main([*fuse, str(earlier), "--overwrite"]) == 0
+    assert sorted(p.name for p in earlier.iterdir()) == ["displacement.npy", "fused.png", "fusion.json", "warped.png"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("BSAFusionCore.cli.fuse.fuse_images", interrupted)
+    assert main([*fuse, str(tmp_path / "new" / "deeper")]) == 130
+    assert not (tmp_path / "new").exists()  # nothing half-written, no empty folders
+    assert main([*fuse, str(earlier), "--overwrite"]) == 130
+    assert len(list(earlier.iterdir())) == 4  # the earlier results are intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("option", [["--prealign", "rigid"], ["--ct-window", "bone"], ["--color-fusion"],
+                                    ["--percentiles", "1", "99"], ["--axis", "0"]])
+def test_volume_options_are_refused_for_2d_images(tmp_path, weights, pair_files, caplog, option):
+    out = tmp_path / "out"
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out), *option]) == 2
+    assert f"{option[0]}" in caplog.text and "do not apply to 2D images" in caplog.text
+    assert not out.exists()
+
+
 def test_import_reference_converts_an_authors_checkpoint(tmp_path, random_net):
     source = tmp_path / "BSAFusion_SPECT.pkl"
     torch.save(random_net.reference_state_dict(), source)

@@ -46,6 +46,13 @@ def test_failed_case_is_reported_the_rest_go_on_and_a_rerun_resumes(
     status = json.loads((out / "batch-status-1-of-1.json").read_text())
     assert status["skipped"] == ["a", "c"]
     assert (out / "a" / "fused.nrrd").stat().st_mtime_ns == finished
+    assert not (out / "broken").exists()  # a failed case leaves no folder
+
+    (out / "a" / "stale.txt").write_text("not of this run")
+    assert run_batch(manifest, out, "--overwrite") == 1
+    status = json.loads((out / "batch-status-1-of-1.json").read_text())
+    assert status["done"] == ["a", "c"]
+    assert not (out / "a" / "stale.txt").exists()  # the case folder is replaced whole
 
 
 def test_shards_split_the_manifest(bundled: Path, phantom_files: dict[str, Path], tmp_path: Path) -> None:

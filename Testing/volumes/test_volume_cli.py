@@ -69,7 +69,7 @@ def test_model_displacement_is_in_plane_without_prealignment(
     [
         ({"moving": "missing.nrrd"}, "does not exist"),
         ({"weights": "nowhere.safetensors"}, "does not exist"),
-        ({"output": "a-file"}, "cannot be created"),
+        ({"output": "a-file"}, "is an existing file; choose a folder"),
     ],
 )
 def test_bad_input_gives_exit_code_2_and_no_outputs(
@@ -95,3 +95,18 @@ def test_a_2d_image_where_a_volume_is_needed(bundled: Path, phantom_files: dict[
                  "--output-dir", str(tmp_path / "out")])
     assert code == 2
     assert "2-D" in caplog.text
+
+
+def test_color_fusion_of_ct_and_an_earlier_folder_are_refused_before_any_work(
+    bundled: Path, phantom_files: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run_fuse(phantom_files, tmp_path / "out", "--color-fusion") == 2
+    assert "does not apply to CT" in caplog.text and not (tmp_path / "out").exists()
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "prealignment.tfm").write_text("from an earlier run")
+    assert run_fuse(phantom_files, earlier) == 2
+    assert "already holds files" in caplog.text
+    assert run_fuse(phantom_files, earlier, "--overwrite") == 0
+    assert not (earlier / "prealignment.tfm").exists()  # the earlier set is replaced whole
+    assert (earlier / "record.json").is_file()
