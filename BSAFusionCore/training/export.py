@@ -127,6 +127,18 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             )
         if "folding" in state.validation:
             lines.append(f"| pixels where the mapping folds (Jacobian <= 0) | 0 | {state.validation['folding']:.2%} |")
+        groups = sorted({key.split("/")[0] for key in state.validation if "/" in key})
+        if groups:
+            lines += ["", "Per modality (held-out cases of each):", "",
+                      "| modality | EPE px (none) | SSIM (none) | NCC (none) | folding |", "|---|---|---|---|---|"]
+            for group in groups:
+                v = {key.split("/", 1)[1]: value for key, value in state.validation.items()
+                     if key.startswith(f"{group}/")}
+                lines.append(
+                    f"| {group} | {v['epe']:.3f} ({v['epe_unregistered']:.3f}) | {v['ssim']:.4f} "
+                    f"({v['ssim_unregistered']:.4f}) | {v['ncc']:.4f} ({v['ncc_unregistered']:.4f}) "
+                    f"| {v['folding']:.2%} |"
+                )
         fusion = [name for name in FUSION_METRICS if name in state.validation]
         if fusion:
             lines += [

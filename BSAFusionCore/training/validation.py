@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from kornia.metrics import ssim
@@ -35,6 +35,15 @@ class ValidationSet:
     label: Tensor  # (V,1,S,S)
     moving: Tensor  # (V,1,S,S)
     true_flow: Tensor  # (V,2,S,S), pixels, inference convention
+    groups: list[str] = field(default_factory=list)  # per pair, e.g. its modality ("" = none)
+
+
+REGISTRATION_FIGURES = ("epe", "ssim", "ncc", "epe_unregistered", "ssim_unregistered", "ncc_unregistered", "folding")
+
+
+def group_of(sample: PairSample) -> str:
+    """The modality of a pair from a run on several (its case is ``"CT:28"``), else ``""``."""
+    return sample.case.split(":", 1)[0] if ":" in sample.case else ""
 
 
 def make_validation_set(samples: list[PairSample], deformation: dict, seed: int) -> ValidationSet:
@@ -43,7 +52,7 @@ def make_validation_set(samples: list[PairSample], deformation: dict, seed: int)
     moving, displacement = random_deformation(
         label, generator=torch.Generator().manual_seed(seed), **deformation
     )
-    return ValidationSet(fixed, label, moving, invert_displacement(displacement))
+    return ValidationSet(fixed, label, moving, invert_displacement(displacement), [group_of(s) for s in samples])
 
 
 def ncc(a: Tensor, b: Tensor) -> Tensor:
@@ -70,7 +79,9 @@ def validate(
     with_fusion: bool = True,
 ) -> dict[str, float]:
     """Registration and (``with_fusion``) fusion figures of ``net`` on ``data``, the network run at
-    ``working_size`` (default: the data's size); means over the pairs, NaNs skipped."""
+    ``working_size`` (default: the data's size); means over the pairs, NaNs skipped. With several
+    groups (modalities), the registration figures also per group, as ``"<group>/<figure>"``."""
+    by_group = len(set(data.groups)) > 1
     was_training = net.training
     net.eval()
     sums: dict[str, float] = {}
@@ -101,6 +112,9 @@ def validate(
             for index, row in enumerate(rows):
                 values = dict(zip(figures, row, strict=True))
                 values["folding"] = folding_fraction(flows[index])
+                if by_group:
+                    group = data.groups[start + index]
+                    values.update({f"{group}/{name}": values[name] for name in REGISTRATION_FIGURES})
                 a, b = data.fixed[start + index, 0].numpy(), data.label[start + index, 0].numpy()
                 if fused is not None and min(a.shape) >= MIN_SIDE:  # the metrics' windows need that much image
                     values.update(fusion_metrics(a, b, fused[index, 0]))

@@ -116,6 +116,8 @@ def test_one_registration_for_several_modalities(aanlib: Path, tmp_path: Path) -
     metadata = read_weights(run / "BSAFusion_CT+PET.safetensors")[1]
     assert metadata["modality"] is None and metadata["modalities"] == ["CT", "PET"]
     assert (metadata["train_pairs"], metadata["val_pairs"]) == (4, 4)  # each modality: one case of two held out
+    assert {"CT/epe", "PET/epe", "PET/epe_unregistered", "CT/folding"} <= set(metadata["validation"])
+    assert "| PET |" in (run / "BSAFusion_CT+PET.md").read_text()
 
 
 def test_bad_data_source_is_reported(tmp_path: Path) -> None:
