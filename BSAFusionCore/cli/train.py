@@ -17,6 +17,8 @@ _FIXED_BY_RUN = (
     "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "val_size",
 )
+# Settings a resumed run keeps unless the command line gives them, with their defaults.
+_KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
 # What runs older than these options did.
 _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
@@ -100,8 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--val-size", type=int, default=256,
         help="validation resolution (default 256, the published one); the network runs at --image-size as in inference",
     )
-    hyper.add_argument("--val-every", type=int, default=10, help="validate every N epochs (0: never)")
-    hyper.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every N steps")
+    hyper.add_argument("--val-every", type=int, help="validate every N epochs (0: never; default 10, or the run's own "
+                       "with --resume)")
+    hyper.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 500, or the run's own "
+                       "with --resume)")
     hyper.add_argument("--max-steps", type=int, default=0, help="stop after N steps in total (0: no limit)")
     hyper.add_argument("--deformation-scale", type=float, default=1.0, help="1 = the published deformation size")
     hyper.add_argument("--seed", type=int, default=0)
@@ -220,6 +224,12 @@ def run_train(args: argparse.Namespace) -> int:
         saved = load_checkpoint(last)["config"]
         for name in _FIXED_BY_RUN:  # the run's own settings win over the command line's
             setattr(args, name, saved.get(name, _BEFORE_THE_OPTION.get(name)))
+        for name, value in _KEPT_UNLESS_GIVEN.items():
+            if getattr(args, name) is None:
+                setattr(args, name, saved.get(name, value))
+    for name, value in _KEPT_UNLESS_GIVEN.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.max_minutes < 0:
         raise InputError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
     train, val, description = _split_samples(args, args.image_size)

@@ -90,7 +90,9 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     assert main([*args, "--max-minutes", "0.00001"]) == 0  # stops after its first step, exported
     weights = registration / "BSAFusion_CT.safetensors"
     assert read_weights(weights)[1]["steps"] == 1
-    assert main([*args, "--resume"]) == 0
+    given = args[: args.index("--val-every")] + args[args.index("--val-every") + 2 :]
+    assert main([*given, "--resume"]) == 0  # --val-every 1 is kept from the run
+    assert load_checkpoint(registration / LAST_CHECKPOINT)["config"]["val_every"] == 1
     metadata = read_weights(weights)[1]
     assert metadata["stage"] == "registration" and metadata["registers"] is True and metadata["steps"] == 2
     assert "folding" in metadata["validation"] and "Qabf" not in metadata["validation"]
