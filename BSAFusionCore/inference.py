@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import InputError, WeightsError
+from .memory import DEFAULT_MAX_MEMORY_GB, check_memory, image_2d_bytes
 from .network import BSAFusionNet, resize_flow, resize_image, warp_image
 from .network.folded import fold_for_inference
 from .resources import bundled_weights
@@ -299,14 +300,18 @@ def _image_tensor(image: np.ndarray, name: str) -> Tensor:
     raise InputError(f"{name} must be (H, W) or (H, W, 3) RGB, got shape {array.shape}")
 
 
-def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str | Path,
-                **options: Any) -> FusionResult:
+def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str | Path, *,
+                max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB, **options: Any) -> FusionResult:
     """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1].
 
     ``model``: a loaded :class:`FusionModel`, a bundled name ("CT", "PET", "SPECT") or a weights path.
+    A pair whose estimated memory exceeds ``max_memory_gb`` (None: no limit) is refused before any work.
     """
     if np.asarray(fixed).ndim != 2:
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
+    height, width = np.asarray(fixed).shape
+    channels = 3 if np.asarray(moving).ndim == 3 else 1
+    check_memory(image_2d_bytes(height, width, channels), max_memory_gb, f"fusing a {width} x {height} pair")
     fixed_t, moving_t = _image_tensor(fixed, "fixed"), _image_tensor(moving, "moving")
     check_pair(fixed_t, moving_t)
     for name, image in (("fixed", fixed_t), ("moving", moving_t)):

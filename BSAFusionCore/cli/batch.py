@@ -6,7 +6,7 @@ import argparse
 
 from ..volumes.batch import run_batch
 from ..volumes.command import add_volume_arguments
-from .common import add_model_arguments
+from .common import add_memory_argument, add_model_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,4 +26,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shard", default="1/1", metavar="I/N",
                         help="process only shard I of N (rows I, I+N, ...), for N parallel workers")
     add_volume_arguments(parser)
+    add_memory_argument(parser)
     parser.set_defaults(func=run_batch)

@@ -13,6 +13,7 @@ import torch
 
 from .. import __version__
 from ..files import atomic_output
+from ..memory import DEFAULT_MAX_MEMORY_GB
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", default="CT", type=str.upper, choices=["CT", "PET", "SPECT"],
                         help="the moving image's modality (default CT)")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, mps")
+
+
+def add_memory_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-memory", type=float, default=DEFAULT_MAX_MEMORY_GB, metavar="GB",
+        help=f"refuse, before any work, inputs whose estimated memory need exceeds this (default "
+        f"{DEFAULT_MAX_MEMORY_GB:g} GB, safe on a 16 GB machine)",
+    )
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:

@@ -13,8 +13,9 @@ from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
 from ..inference import fuse_images, load_model
+from ..memory import check_memory, file_image_info, image_2d_bytes
 from ..volumes.command import add_volume_arguments, volume_options_given
-from .common import add_model_arguments, run_record, write_json
+from .common import add_memory_argument, add_model_arguments, run_record, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="written complete or not at all; it must be new or empty unless --overwrite")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the whole content of an existing --output-dir (no earlier file stays)")
+    add_memory_argument(parser)
     add_model_arguments(parser)
     add_volume_arguments(parser)
     parser.set_defaults(func=run_fuse)
@@ -50,6 +52,11 @@ def fuse_2d(args: argparse.Namespace) -> int:
     if volume_only:
         raise InputError(f"{' '.join(volume_only)}: volume options, which do not apply to 2D images (leave them out)")
     check_output_folder(args.output_dir, args.overwrite)
+    info = file_image_info(args.fixed), file_image_info(args.moving)
+    if None not in info:  # from the headers, before reading the pixels
+        (size, _, _), (_, channels, _) = info
+        check_memory(image_2d_bytes(size[1], size[0], 3 if channels >= 3 else 1), args.max_memory,
+                     f"fusing a {size[0]} x {size[1]} pair")
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     if fixed.ndim == 3:
         fixed = fixed.mean(axis=2)  # an MRI saved as RGB
@@ -62,7 +69,7 @@ def fuse_2d(args: argparse.Namespace) -> int:
 
 def _fuse_into(out: Path, fixed: np.ndarray, moving: np.ndarray, model, args: argparse.Namespace) -> float:
     start = time.perf_counter()
-    result = fuse_images(fixed, moving, model)
+    result = fuse_images(fixed, moving, model, max_memory_gb=args.max_memory)
     seconds = time.perf_counter() - start
     write_image(out / "fused.png", result.fused)
     write_image(out / "warped.png", result.warped)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from math import prod
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..inference import FusionModel, load_model
+from ..memory import check_memory, file_image_info, volume_bytes
 from ..progress import ProgressCallback
 from ..weights import MODALITIES
 from .intensity import COLORMAPS, CT_WINDOWS
@@ -82,6 +84,7 @@ def run_volume_fuse(args: argparse.Namespace) -> int:
     overwrite = getattr(args, "overwrite", False)
     check_output_folder(args.output_dir, overwrite)
     check_color_fusion(args, None if args.weights else args.modality)
+    check_volume_memory(args.fixed, args.moving, args)
     fixed = read_volume(args.fixed, "fixed volume")
     moving = read_volume(args.moving, "moving volume")
     model = load_model(source, device=args.device)
@@ -93,6 +96,19 @@ def run_volume_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_volume_memory(fixed: Path, moving: Path, args: argparse.Namespace) -> None:
+    """The memory check from the files' headers, before reading their voxels (volume files; a DICOM
+    folder is checked once read, by :func:`fuse_volumes`)."""
+    info = file_image_info(fixed), file_image_info(moving)
+    if None in info:
+        return
+    voxels = [prod(size) for size, _, _ in info]
+    stored = sum(v * components * size for v, (_, components, size) in zip(voxels, info, strict=True))
+    sizes = " and ".join(" x ".join(map(str, size)) for size, _, _ in info)
+    check_memory(volume_bytes(voxels[0], stored, args.batch_size), getattr(args, "max_memory", None),
+                 f"fusing volumes of {sizes} voxels")
+
+
 def fuse_case(
     fixed: sitk.Image, moving: sitk.Image, model: FusionModel, folder: Path, args: argparse.Namespace,
     progress: ProgressCallback | None, inputs: dict[str, str],
@@ -101,7 +117,7 @@ def fuse_case(
     result = fuse_volumes(
         fixed, moving, model, prealign=args.prealign, axis=args.axis, ct_window=args.ct_window,
         color_fusion=args.color_fusion, colormap=args.colormap, percentiles=tuple(args.percentiles),
-        batch_size=args.batch_size, progress=progress,
+        batch_size=args.batch_size, progress=progress, max_memory_gb=getattr(args, "max_memory", None),
     )
     write_outputs(result, fixed, folder, {"inputs": inputs})
 

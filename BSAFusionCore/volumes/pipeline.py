@@ -15,6 +15,7 @@ import torch
 
 from ..errors import InputError
 from ..inference import MIN_SIZE, FusionModel, fuse_batch, load_model
+from ..memory import DEFAULT_MAX_MEMORY_GB, check_memory, volume_bytes
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .geometry import (
     Slab,
@@ -72,15 +73,22 @@ def fuse_volumes(
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
+    max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB,
 ) -> VolumeFusionResult:
     """Register and fuse ``moving`` onto ``fixed`` slice by slice (see ``docs/volumes.md``).
 
     ``fused`` is float32 in [0, 1] (8-bit RGB when the moving input is coloured), ``warped`` is the
     moving volume in its own units resampled through ``displacement`` (LPS mm, float64 vectors,
-    pre-alignment included), and ``record`` says what was run.
+    pre-alignment included), and ``record`` says what was run. Volumes whose estimated memory need
+    exceeds ``max_memory_gb`` (None: no limit) are refused before any work.
     """
     started = time.perf_counter()
     rgb_moving = _check_inputs(fixed, moving, prealign, ct_window, color_fusion, colormap, batch_size)
+    stored = sum(image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
+                 for image in (fixed, moving))
+    sizes = " and ".join(" x ".join(map(str, image.GetSize())) for image in (fixed, moving))
+    check_memory(volume_bytes(fixed.GetNumberOfPixels(), stored, batch_size), max_memory_gb,
+                 f"fusing volumes of {sizes} voxels")
     if isinstance(model, str):
         model = load_model(model)
     report(progress, 0.0, "preparing")

@@ -135,3 +135,22 @@ def test_benchmark_speed_prints_a_row_per_batch(capsys):
     assert main(["benchmark-speed", "--size", "32", "--batch-sizes", "1", "2", "--repeats", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 2
+
+
+def test_an_image_too_large_for_memory_is_refused_from_its_header(tmp_path, weights, caplog):
+    big = tmp_path / "big.png"
+    write_image(big, np.zeros((12000, 12000), np.float32))  # a few kB on disk, ~11 GB to fuse
+    out = tmp_path / "out"
+    assert main(["fuse", "--fixed", str(big), "--moving", str(big), "--weights", str(weights),
+                 "--output-dir", str(out)]) == 2
+    message = caplog.text
+    assert "fusing a 12000 x 12000 pair would need about 11.7 GB" in message
+    assert "limit of 8 GB" in message and "--max-memory" in message
+    assert not out.exists()
+
+
+def test_max_memory_sets_the_limit(tmp_path, weights, pair_files, caplog):
+    fuse = ["fuse", *pair_files, "--weights", str(weights), "--device", "cpu"]
+    assert main([*fuse, "--output-dir", str(tmp_path / "a"), "--max-memory", "1"]) == 2
+    assert "more than the limit of 1 GB" in caplog.text
+    assert main([*fuse, "--output-dir", str(tmp_path / "b"), "--max-memory", "2"]) == 0

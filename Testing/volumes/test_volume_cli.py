@@ -110,3 +110,11 @@ def test_color_fusion_of_ct_and_an_earlier_folder_are_refused_before_any_work(
     assert run_fuse(phantom_files, earlier, "--overwrite") == 0
     assert not (earlier / "prealignment.tfm").exists()  # the earlier set is replaced whole
     assert (earlier / "record.json").is_file()
+
+
+def test_volumes_over_the_memory_limit_are_refused_before_reading(
+    bundled: Path, phantom_files: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run_fuse(phantom_files, tmp_path / "out", "--max-memory", "1") == 2
+    assert "fusing volumes of" in caplog.text and "more than the limit of 1 GB" in caplog.text
+    assert not (tmp_path / "out").exists()
