@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
-from ..inference import fuse_images, load_model
+from ..inference import fuse_images, load_model, resolve_device
 from ..memory import check_memory, file_image_info, image_2d_bytes
 from ..volumes.command import add_volume_arguments, volume_options_given
 from .common import add_memory_argument, add_model_arguments, run_record, write_json
@@ -52,6 +52,7 @@ def fuse_2d(args: argparse.Namespace) -> int:
     if volume_only:
         raise InputError(f"{' '.join(volume_only)}: volume options, which do not apply to 2D images (leave them out)")
     check_output_folder(args.output_dir, args.overwrite)
+    resolve_device(args.device)
     info = file_image_info(args.fixed), file_image_info(args.moving)
     if None not in info:  # from the headers, before reading the pixels
         (size, _, _), (_, channels, _) = info

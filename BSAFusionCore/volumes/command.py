@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
-from ..inference import FusionModel, load_model
+from ..inference import FusionModel, load_model, resolve_device
 from ..memory import check_memory, file_image_info, volume_bytes
 from ..progress import ProgressCallback
 from ..weights import MODALITIES
@@ -83,6 +83,7 @@ def run_volume_fuse(args: argparse.Namespace) -> int:
     source = model_source(args.modality, args.weights)
     overwrite = getattr(args, "overwrite", False)
     check_output_folder(args.output_dir, overwrite)
+    resolve_device(args.device)
     check_color_fusion(args, None if args.weights else args.modality)
     check_volume_memory(args.fixed, args.moving, args)
     fixed = read_volume(args.fixed, "fixed volume")

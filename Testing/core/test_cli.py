@@ -154,3 +154,13 @@ def test_max_memory_sets_the_limit(tmp_path, weights, pair_files, caplog):
     assert main([*fuse, "--output-dir", str(tmp_path / "a"), "--max-memory", "1"]) == 2
     assert "more than the limit of 1 GB" in caplog.text
     assert main([*fuse, "--output-dir", str(tmp_path / "b"), "--max-memory", "2"]) == 0
+
+
+@pytest.mark.parametrize(("device", "message"), [("banana", "unknown device 'banana'"), ("mps", "MPS")])
+def test_bad_devices_are_refused_before_any_work(tmp_path, weights, pair_files, caplog, device, message):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    out = tmp_path / "out"
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out), "--device", device]) == 2
+    assert message in caplog.text and "Traceback" not in caplog.text
+    assert not out.exists()
