@@ -220,6 +220,6 @@ def test_constant_images_are_refused_as_volumes_are(small_model) -> None:
 
 def test_fuse_images_refuses_pairs_over_the_memory_limit(small_model) -> None:
     mri, ct, _ = example_pair(64)
-    with pytest.raises(InputError, match="fusing a 64 x 64 pair would need about 1.0 GB"):
+    with pytest.raises(InputError, match=r"fusing a 64 x 64 pair would need about 1\.0 GB"):
         fuse_images(mri, ct, small_model, max_memory_gb=0.5)
     assert fuse_images(mri, ct, small_model, max_memory_gb=None).fused.shape == (64, 64)

@@ -237,5 +237,5 @@ def test_volumes_that_do_not_overlap_are_refused(known: KnownDisplacement) -> No
 def test_volumes_over_the_memory_limit_are_refused(known: KnownDisplacement) -> None:
     fixed = sample(fixed_grid(), MRI_CONTRAST, pixel_type=sitk.sitkInt16)
     moving = sample(moving_grid(), CT_CONTRAST, pixel_type=sitk.sitkInt16)
-    with pytest.raises(InputError, match="more than the limit of 0.5 GB"):
+    with pytest.raises(InputError, match=r"more than the limit of 0\.5 GB"):
         fuse_volumes(fixed, moving, MODEL, max_memory_gb=0.5)
