@@ -210,6 +210,15 @@ def as_model(model: FusionModel | str | Path, device: str | torch.device | None 
     )
 
 
+def check_model_modality(model: FusionModel, given: str | None) -> None:
+    """Refuse weights made for another modality than the one the user named (``given``; None: any)."""
+    if given and model.modality and given.upper() != model.modality.upper():
+        raise InputError(
+            f"the weights {model.source} are for {model.modality}-MRI but the modality given is {given.upper()}: "
+            f"give weights for {given.upper()}, or leave the modality out to use these"
+        )
+
+
 def model_from_network(net: BSAFusionNet, device: str | torch.device | None = None,
                        metadata: dict[str, Any] | None = None, precision: str = "auto") -> FusionModel:
     """Wrap an in-memory network (e.g. during training) for :func:`fuse_batch`."""

@@ -20,9 +20,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", "--model", dest="weights",
                         help="our .safetensors, an authors' .pkl, or CT/PET/SPECT for the bundled weights "
                              "(default: the bundled weights of --modality)")
-    parser.add_argument("--modality", default="CT", type=str.upper, choices=["CT", "PET", "SPECT"],
-                        help="the moving image's modality (default CT)")
+    parser.add_argument("--modality", type=str.upper, choices=["CT", "PET", "SPECT"],
+                        help="the moving image's modality (default: that of --weights, else CT)")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, mps")
+
+
+def modality_of(args: argparse.Namespace) -> str:
+    """The --modality given, else CT (the bundled default)."""
+    return args.modality or "CT"
 
 
 def add_memory_argument(parser: argparse.ArgumentParser) -> None:

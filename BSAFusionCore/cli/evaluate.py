@@ -24,8 +24,8 @@ from ..evaluation import (
 )
 from ..evaluation.methods import Method
 from ..evaluation.writer import SUMMARY_MD
-from ..inference import FusionModel, load_model
-from .common import add_model_arguments, run_record, write_json
+from ..inference import FusionModel, check_model_modality, load_model
+from .common import add_model_arguments, modality_of, run_record, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,12 @@ def load_cases(args: argparse.Namespace) -> tuple[list[EvalCase], str]:
         cases = load_folder_cases(args.testset)
         return cases, f"test set {args.testset} ({len(cases)} cases)"
     chosen = {case.strip() for case in args.cases.split(",")} if args.cases else None
-    pairs = aanlib_pairs(args.aligned, args.modality, chosen)
+    pairs = aanlib_pairs(args.aligned, modality_of(args), chosen)
     cases = generated_cases(pairs, seed=args.seed, count=args.count,
                             max_translation=args.max_translation, elastic_magnitude=args.elastic)
     which = f" (cases {args.cases})" if args.cases else ""
-    return cases, (f"{len(cases)} {args.modality}-MRI pairs of {args.aligned}{which} deformed with seed {args.seed} "
-                   f"(max translation {args.max_translation}, elastic magnitude {args.elastic})")
+    return cases, (f"{len(cases)} {modality_of(args)}-MRI pairs of {args.aligned}{which} deformed with seed "
+                   f"{args.seed} (max translation {args.max_translation}, elastic magnitude {args.elastic})")
 
 
 def machine() -> str:
@@ -82,7 +82,8 @@ def machine() -> str:
 def run_and_write(args: argparse.Namespace, methods: dict[str, Method], title: str) -> int:
     """Shared by ``evaluate`` and ``benchmark``: load, run, write, print the summary."""
     cases, described = load_cases(args)
-    model: FusionModel = load_model(args.weights or args.modality, device=args.device)
+    model: FusionModel = load_model(args.weights or modality_of(args), device=args.device)
+    check_model_modality(model, args.modality)
     results: list[CaseResult] = evaluate(
         model, cases, methods, progress=lambda fraction, stage: log.info("%3.0f%% %s", 100 * fraction, stage)
     )

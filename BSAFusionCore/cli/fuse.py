@@ -12,10 +12,16 @@ import numpy as np
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
-from ..inference import fuse_images, load_model, resolve_device
+from ..inference import check_model_modality, fuse_images, load_model, resolve_device
 from ..memory import check_memory, file_image_info, image_2d_bytes
 from ..volumes.command import add_volume_arguments, volume_options_given
-from .common import add_memory_argument, add_model_arguments, run_record, write_json
+from .common import (
+    add_memory_argument,
+    add_model_arguments,
+    modality_of,
+    run_record,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,8 @@ def fuse_2d(args: argparse.Namespace) -> int:
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     if fixed.ndim == 3:
         fixed = fixed.mean(axis=2)  # an MRI saved as RGB
-    model = load_model(args.weights or args.modality, device=args.device)
+    model = load_model(args.weights or modality_of(args), device=args.device)
+    check_model_modality(model, args.modality)
     with staged_folder(args.output_dir, args.overwrite) as out:
         seconds = _fuse_into(out, fixed, moving, model, args)
     log.info("wrote fused.png, warped.png, displacement.npy and fusion.json to %s (%.2f s)", args.output_dir, seconds)

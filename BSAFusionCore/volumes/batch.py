@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..errors import BSAFusionError, InputError
 from ..files import staged_folder
-from ..inference import FusionModel, load_model
+from ..inference import FusionModel, check_model_modality, load_model
 from .command import check_color_fusion, fuse_case, model_source
 from .io import prepare_output_dir, read_volume, write_text
 from .outputs import is_complete
@@ -120,13 +120,14 @@ def _run_case(case: Case, folder: Path, args: argparse.Namespace, models: dict[s
     if case.weights or case.modality:  # the row's own model comes first
         source = model_source(case.modality, case.weights)
     else:
-        source = model_source(args.modality, args.weights)
+        source = model_source(args.modality or "CT", args.weights)
     check_color_fusion(args, None if case.weights or (args.weights and not case.modality) else case.modality
                        or args.modality)
     fixed = read_volume(case.fixed, "fixed volume")
     moving = read_volume(case.moving, "moving volume")
     if source not in models:
         models[source] = load_model(source, device=args.device)
+    check_model_modality(models[source], case.modality or args.modality)
     options = argparse.Namespace(**{
         **vars(args),
         "prealign": case.prealign or args.prealign,

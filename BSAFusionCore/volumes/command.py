@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
-from ..inference import FusionModel, load_model, resolve_device
+from ..inference import FusionModel, check_model_modality, load_model, resolve_device
 from ..memory import check_memory, file_image_info, volume_bytes
 from ..progress import ProgressCallback
 from ..weights import MODALITIES
@@ -80,7 +80,7 @@ def model_source(modality: str | None, weights: str | None) -> str:
 
 def run_volume_fuse(args: argparse.Namespace) -> int:
     """Fuse ``args.moving`` onto ``args.fixed`` and write everything into ``args.output_dir``."""
-    source = model_source(args.modality, args.weights)
+    source = model_source(args.modality or "CT", args.weights)
     overwrite = getattr(args, "overwrite", False)
     check_output_folder(args.output_dir, overwrite)
     resolve_device(args.device)
@@ -89,6 +89,7 @@ def run_volume_fuse(args: argparse.Namespace) -> int:
     fixed = read_volume(args.fixed, "fixed volume")
     moving = read_volume(args.moving, "moving volume")
     model = load_model(source, device=args.device)
+    check_model_modality(model, args.modality)
     check_color_fusion(args, model.modality)
     with staged_folder(args.output_dir, overwrite) as folder, terminal_progress() as progress:
         fuse_case(fixed, moving, model, folder, args, progress,

@@ -164,3 +164,12 @@ def test_bad_devices_are_refused_before_any_work(tmp_path, weights, pair_files, 
     assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out), "--device", device]) == 2
     assert message in caplog.text and "Traceback" not in caplog.text
     assert not out.exists()
+
+
+def test_weights_of_another_modality_are_refused(tmp_path, weights, pair_files, caplog):
+    out = tmp_path / "out"
+    fuse = ["fuse", *pair_files, "--weights", str(weights), "--device", "cpu", "--output-dir", str(out)]
+    assert main([*fuse, "--modality", "SPECT"]) == 2
+    assert "are for CT-MRI but the modality given is SPECT" in caplog.text
+    assert not out.exists()
+    assert main(fuse) == 0  # without --modality the weights' own is used
