@@ -76,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stages = parser.add_argument_group("stages and curriculum (docs/training.md has the schedule)")
     stages.add_argument(
         "--stage", choices=["registration", "fusion", "joint"], default="joint",
-        help="registration: the registration path alone with its losses; fusion: everything but the registration "
-        "net; joint: everything with every loss (default)",
+        help="registration: the registration path alone with its losses; fusion: the fusion net on the frozen "
+        "registration path (encoder, MFRH, Transfer, BSFA); joint: everything with every loss (default)",
     )
     stages.add_argument(
         "--pretrain-steps", type=int, default=0,
@@ -124,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     hyper.add_argument(
         "--freeze-registration", dest="stage", action="store_const", const="fusion",
-        help="the same as --stage fusion: keep the registration (BSFA) net as it starts and train the rest, "
+        help="the same as --stage fusion: keep the registration path as it starts and train the fusion net, "
         "e.g. to fine-tune the fusion of given weights on new data",
     )
     hyper.add_argument(

@@ -4,7 +4,7 @@ Adam with cosine annealing, the adaptive mu, the discriminator reloaded from the
 each epoch, mixed precision (bf16 on CPUs that support it, bf16/fp16 on GPUs), checkpoints every N
 steps with exact resume, a time limit that stops cleanly, and DistributedDataParallel when started
 by ``torchrun``. Stages (:data:`STAGES`): ``registration`` trains the registration path alone,
-``fusion`` everything but the registration net, ``joint`` everything with every loss. The data
+``fusion`` the fusion net on a frozen registration path, ``joint`` everything with every loss. The data
 order, augmentation and synthetic deformation of every step are derived from (seed, epoch, step,
 rank), so a resumed run draws exactly what an uninterrupted one would.
 """
@@ -70,7 +70,7 @@ class TrainConfig:
     fusion_steers_registration: bool = False  # True: the published gradient routing
     flow_supervision: float = 0.0  # weight of the endpoint error against the known field (0 = published)
     level_scaled_flow_lr: bool = True  # flow head of level i learns at lr / 2^(5-i) (see flow_head_groups)
-    stage: str = "joint"  # registration | fusion (registration net frozen) | joint (see STAGES)
+    stage: str = "joint"  # registration | fusion (registration path frozen) | joint (see STAGES)
     pretrain_steps: int = 0  # registration stage: the first steps train on mono-modal and random-contrast pairs only
     mono_fraction: float = 0.0  # registration stage, after pre-training: share of MRI-against-MRI pairs
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
