@@ -15,14 +15,14 @@ log = logging.getLogger(__name__)
 _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
     "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
-    "mono_fraction", "synthetic_fraction", "val_size",
+    "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size",
 )
 # Settings a resumed run keeps unless the command line gives them, with their defaults.
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
 # What runs older than these options did.
 _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
-    "mono_fraction": 0.0, "synthetic_fraction": 0.0, "val_size": 0,
+    "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
 }
 
 
@@ -82,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stages.add_argument(
         "--pretrain-steps", type=int, default=0,
         help="registration stage: the first N steps on mono-modal (MRI vs MRI) and random-contrast pairs only",
+    )
+    stages.add_argument(
+        "--pretrain-synthetic-fraction", type=float, default=0.5,
+        help="during those steps, the share of random-contrast pairs (default 0.5; the rest mono-modal)",
     )
     stages.add_argument(
         "--mono-fraction", type=float, default=0.0, help="registration stage, afterwards: share of MRI vs MRI pairs"
@@ -245,7 +249,8 @@ def run_train(args: argparse.Namespace) -> int:
         zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
         flow_supervision=args.flow_supervision, level_scaled_flow_lr=args.level_scaled_flow_lr,
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
-        synthetic_fraction=args.synthetic_fraction, val_size=args.val_size,
+        synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
+        val_size=args.val_size,
         init_weights="" if args.resume else str(args.init or ""),
     )
     initial = None

@@ -16,8 +16,6 @@ from torch import Tensor
 from ..errors import InputError
 from .contrast import random_contrast
 
-PRETRAIN_MIX_SHARE = 0.5  # during pre-training: half mono-modal, half random contrast
-
 
 @dataclass(frozen=True)
 class PairMix:
@@ -39,10 +37,11 @@ class PairMix:
         return self.mono == 0 and self.synthetic == 0
 
 
-def pair_mix(step: int, pretrain_steps: int, mono: float, synthetic: float) -> PairMix:
-    """The mix at optimiser ``step`` (0-based): no real pairs before ``pretrain_steps``, then the given shares."""
+def pair_mix(step: int, pretrain_steps: int, mono: float, synthetic: float, pretrain_synthetic: float = 0.5) -> PairMix:
+    """The mix at optimiser ``step`` (0-based): before ``pretrain_steps`` no real pairs (``pretrain_synthetic``
+    random-contrast, the rest mono-modal), then the given shares."""
     if step < pretrain_steps:
-        return PairMix(PRETRAIN_MIX_SHARE, 1 - PRETRAIN_MIX_SHARE)
+        return PairMix(1 - pretrain_synthetic, pretrain_synthetic)
     return PairMix(mono, synthetic)
 
 

@@ -80,7 +80,8 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     curriculum = ""
     if config.pretrain_steps or config.mono_fraction or config.synthetic_fraction:
         first = (f"the first {config.pretrain_steps} steps on mono-modal (MRI against MRI) and random-contrast "
-                 "pairs only, then " if config.pretrain_steps else "")
+                 f"pairs only ({config.pretrain_synthetic_fraction:.0%} random contrast), then "
+                 if config.pretrain_steps else "")
         curriculum = (
             f" Curriculum: {first}{config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} "
             "random-contrast and the rest real pairs (docs/training.md)."

@@ -74,6 +74,7 @@ class TrainConfig:
     pretrain_steps: int = 0  # registration stage: the first steps train on mono-modal and random-contrast pairs only
     mono_fraction: float = 0.0  # registration stage, after pre-training: share of MRI-against-MRI pairs
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
+    pretrain_synthetic_fraction: float = 0.5  # share of random-contrast pairs during pre-training (the rest mono)
     val_size: int = 0  # validation resolution (the net runs at image_size, resized); 0 = image_size
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     init_registers: bool = True  # whether those weights register (their metadata's "registers")
@@ -89,6 +90,7 @@ class TrainConfig:
                 "registration stage only: the fusion must learn from real pairs"
             )
         pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction)  # checks the shares
+        pair_mix(0, 1, 0, 0, self.pretrain_synthetic_fraction)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -500,7 +502,8 @@ class Trainer:
         """(fixed, label, real) of a step: the augmented pairs, mixed as the curriculum says."""
         config = self.config
         fixed, label = make_batch(self.train_samples, indices, augment)
-        mix = pair_mix(self.state.global_step, config.pretrain_steps, config.mono_fraction, config.synthetic_fraction)
+        mix = pair_mix(self.state.global_step, config.pretrain_steps, config.mono_fraction, config.synthetic_fraction,
+                       config.pretrain_synthetic_fraction)
         if mix.only_real:
             return fixed, label, None
         label, real = mix_pairs(fixed, label, mix, augment)

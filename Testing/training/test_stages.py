@@ -88,6 +88,7 @@ def test_random_contrast_keeps_the_anatomy_and_changes_the_intensities() -> None
 
 def test_pair_mix_follows_the_curriculum() -> None:
     assert pair_mix(0, 100, 0.2, 0.3) == PairMix(0.5, 0.5)
+    assert pair_mix(99, 100, 0.2, 0.3, pretrain_synthetic=0.0) == PairMix(1.0, 0.0)  # mono-modal only
     assert pair_mix(100, 100, 0.2, 0.3) == PairMix(0.2, 0.3)
     fixed = torch.zeros(400, 1, 4, 4)
     label = torch.ones(400, 1, 4, 4)
