@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import InputError, WeightsError
-from .memory import DEFAULT_MAX_MEMORY_GB, check_memory, image_2d_bytes
+from .memory import DEFAULT_MAX_MEMORY_GB, check_2d_memory
 from .network import BSAFusionNet, resize_flow, resize_image, warp_image
 from .network.folded import fold_for_inference
 from .resources import bundled_weights
@@ -256,7 +256,6 @@ def check_pair(fixed: Tensor, moving: Tensor) -> None:
             raise InputError(f"{name} values must lie in [0, 1], found [{low:.4g}, {high:.4g}]")
 
 
-@torch.inference_mode()
 def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *,
                zero_displacement: bool = False) -> BatchFusion:
     """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
@@ -267,7 +266,12 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     registration net and gives the same result.
     """
     check_pair(fixed, moving)
-    model = as_model(model)
+    return _fuse_checked(as_model(model), fixed, moving, zero_displacement)
+
+
+@torch.inference_mode()
+def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displacement: bool) -> BatchFusion:
+    """:func:`fuse_batch` on a pair :func:`check_pair` has accepted."""
     zero_displacement = zero_displacement or not model.registers
     shape = tuple(fixed.shape[-2:])
     size = model.image_size
@@ -310,7 +314,7 @@ def _image_tensor(image: np.ndarray, name: str) -> Tensor:
 
 
 def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str | Path, *,
-                max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB, **options: Any) -> FusionResult:
+                max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB, zero_displacement: bool = False) -> FusionResult:
     """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1].
 
     ``model``: a loaded :class:`FusionModel`, a bundled name ("CT", "PET", "SPECT") or a weights path.
@@ -320,14 +324,14 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
     height, width = np.asarray(fixed).shape
     channels = 3 if np.asarray(moving).ndim == 3 else 1
-    check_memory(image_2d_bytes(height, width, channels), max_memory_gb, f"fusing a {width} x {height} pair")
+    check_2d_memory(height, width, channels, max_memory_gb)
     fixed_t, moving_t = _image_tensor(fixed, "fixed"), _image_tensor(moving, "moving")
     check_pair(fixed_t, moving_t)
     for name, image in (("fixed", fixed_t), ("moving", moving_t)):
         if float(image.max()) == float(image.min()):  # as volumes: nothing to register or fuse
             raise InputError(f"the {name} image has a single intensity value ({float(image.min()):g}); "
                              "it has no contrast to register or fuse")
-    out = fuse_batch(as_model(model), fixed_t, moving_t, **options)
+    out = _fuse_checked(as_model(model), fixed_t, moving_t, zero_displacement)
 
     def to_numpy(t: Tensor) -> np.ndarray:
         array = t[0].numpy()

@@ -8,6 +8,7 @@ size (inputs, outputs and their temporaries).
 from __future__ import annotations
 
 import os
+from math import prod
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -30,6 +31,20 @@ def image_2d_bytes(height: int, width: int, channels: int = 1) -> int:
 def volume_bytes(fixed_voxels: int, input_bytes: int, batch_size: int) -> int:
     """Estimated peak of fusing volumes: the inputs as stored, the outputs on the fixed grid, one batch."""
     return RUNTIME_BYTES + input_bytes + fixed_voxels * BYTES_PER_VOXEL_OUTPUTS + batch_size * BATCH_BYTES_PER_SLICE
+
+
+def check_2d_memory(height: int, width: int, channels: int, max_memory_gb: float | None) -> None:
+    """:func:`check_memory` for a 2D pair of this size (``channels`` of the moving image)."""
+    check_memory(image_2d_bytes(height, width, channels), max_memory_gb, f"fusing a {width} x {height} pair")
+
+
+def check_volume_memory(
+    sizes: list[tuple[int, ...]], stored_bytes: int, batch_size: int, max_memory_gb: float | None
+) -> None:
+    """:func:`check_memory` for a (fixed, moving) volume pair of these sizes, ``stored_bytes`` in all."""
+    described = " and ".join(" x ".join(map(str, size)) for size in sizes)
+    check_memory(volume_bytes(prod(sizes[0]), stored_bytes, batch_size), max_memory_gb,
+                 f"fusing volumes of {described} voxels")
 
 
 def check_memory(estimate: int, max_memory_gb: float | None, what: str) -> None:

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
 from ..inference import check_model_modality, fuse_images, load_model, resolve_device
-from ..memory import check_memory, file_image_info, image_2d_bytes
+from ..memory import check_2d_memory, file_image_info
 from ..volumes.command import add_volume_arguments, volume_options_given
 from .common import (
     add_memory_argument,
@@ -62,8 +62,7 @@ def fuse_2d(args: argparse.Namespace) -> int:
     info = file_image_info(args.fixed), file_image_info(args.moving)
     if None not in info:  # from the headers, before reading the pixels
         (size, _, _), (_, channels, _) = info
-        check_memory(image_2d_bytes(size[1], size[0], 3 if channels >= 3 else 1), args.max_memory,
-                     f"fusing a {size[0]} x {size[1]} pair")
+        check_2d_memory(size[1], size[0], 3 if channels >= 3 else 1, args.max_memory)
     fixed, moving = read_image(args.fixed), read_image(args.moving)
     if fixed.ndim == 3:
         fixed = fixed.mean(axis=2)  # an MRI saved as RGB

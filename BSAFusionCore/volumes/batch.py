@@ -121,13 +121,13 @@ def _run_case(case: Case, folder: Path, args: argparse.Namespace, models: dict[s
         source = model_source(case.modality, case.weights)
     else:
         source = model_source(args.modality or "CT", args.weights)
-    check_color_fusion(args, None if case.weights or (args.weights and not case.modality) else case.modality
-                       or args.modality)
+    check_color_fusion(args, source)  # a bundled model: before any work
     fixed = read_volume(case.fixed, "fixed volume")
     moving = read_volume(case.moving, "moving volume")
     if source not in models:
         models[source] = load_model(source, device=args.device)
     check_model_modality(models[source], case.modality or args.modality)
+    check_color_fusion(args, models[source].modality)
     options = argparse.Namespace(**{
         **vars(args),
         "prealign": case.prealign or args.prealign,

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..inference import FusionModel, check_model_modality, load_model, resolve_device
-from ..memory import check_memory, file_image_info, volume_bytes
+from ..memory import check_volume_memory, file_image_info
 from ..progress import ProgressCallback
 from ..weights import MODALITIES
 from .intensity import COLORMAPS, CT_WINDOWS
@@ -64,7 +64,8 @@ def volume_options_given(args: argparse.Namespace) -> list[str]:
 
 
 def check_color_fusion(args: argparse.Namespace, modality: str | None) -> None:
-    """Colour fusion is for PET/SPECT tracers; refuse it for CT before any work."""
+    """Colour fusion is for PET/SPECT tracers; refuse it for CT. ``modality`` may be a model source
+    (a bundled name or a weights path, which says nothing before loading) or a loaded model's modality."""
     if getattr(args, "color_fusion", False) and (modality or "").upper() == "CT":
         raise InputError("--color-fusion colours a PET or SPECT tracer; it does not apply to CT (leave it out)")
 
@@ -84,8 +85,8 @@ def run_volume_fuse(args: argparse.Namespace) -> int:
     overwrite = getattr(args, "overwrite", False)
     check_output_folder(args.output_dir, overwrite)
     resolve_device(args.device)
-    check_color_fusion(args, None if args.weights else args.modality)
-    check_volume_memory(args.fixed, args.moving, args)
+    check_color_fusion(args, source)  # a bundled model: before any work
+    check_files_memory(args.fixed, args.moving, args)
     fixed = read_volume(args.fixed, "fixed volume")
     moving = read_volume(args.moving, "moving volume")
     model = load_model(source, device=args.device)
@@ -98,17 +99,14 @@ def run_volume_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_volume_memory(fixed: Path, moving: Path, args: argparse.Namespace) -> None:
+def check_files_memory(fixed: Path, moving: Path, args: argparse.Namespace) -> None:
     """The memory check from the files' headers, before reading their voxels (volume files; a DICOM
     folder is checked once read, by :func:`fuse_volumes`)."""
     info = file_image_info(fixed), file_image_info(moving)
     if None in info:
         return
-    voxels = [prod(size) for size, _, _ in info]
-    stored = sum(v * components * size for v, (_, components, size) in zip(voxels, info, strict=True))
-    sizes = " and ".join(" x ".join(map(str, size)) for size, _, _ in info)
-    check_memory(volume_bytes(voxels[0], stored, args.batch_size), getattr(args, "max_memory", None),
-                 f"fusing volumes of {sizes} voxels")
+    stored = sum(prod(size) * components * component_bytes for size, components, component_bytes in info)
+    check_volume_memory([size for size, _, _ in info], stored, args.batch_size, getattr(args, "max_memory", None))
 
 
 def fuse_case(

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import InputError
 from ..inference import MIN_SIZE, FusionModel, fuse_batch, load_model
-from ..memory import DEFAULT_MAX_MEMORY_GB, check_memory, volume_bytes
+from ..memory import DEFAULT_MAX_MEMORY_GB, check_volume_memory
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .geometry import (
     Slab,
@@ -86,9 +86,7 @@ def fuse_volumes(
     rgb_moving = _check_inputs(fixed, moving, prealign, ct_window, color_fusion, colormap, batch_size)
     stored = sum(image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
                  for image in (fixed, moving))
-    sizes = " and ".join(" x ".join(map(str, image.GetSize())) for image in (fixed, moving))
-    check_memory(volume_bytes(fixed.GetNumberOfPixels(), stored, batch_size), max_memory_gb,
-                 f"fusing volumes of {sizes} voxels")
+    check_volume_memory([fixed.GetSize(), moving.GetSize()], stored, batch_size, max_memory_gb)
     if isinstance(model, str):
         model = load_model(model)
     report(progress, 0.0, "preparing")
