@@ -17,14 +17,13 @@ from .errors import InputError, WeightsError
 from .memory import DEFAULT_MAX_MEMORY_GB, check_2d_memory
 from .network import BSAFusionNet, resize_flow, resize_image, warp_image
 from .network.folded import fold_for_inference
+from .options import MIN_SIZE, MODALITIES, WORKING_SIZE
 from .resources import bundled_weights
-from .weights import MODALITIES, load_network
+from .weights import load_network
 
 log = logging.getLogger(__name__)
 
-MIN_SIZE = 32
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_IMAGE_SIZE = 256
 
 
 @dataclass
@@ -59,7 +58,7 @@ class FusionModel:
 
     @property
     def image_size(self) -> int:
-        return int(self.metadata.get("image_size") or DEFAULT_IMAGE_SIZE)
+        return int(self.metadata.get("image_size") or WORKING_SIZE)
 
     @property
     def network_batch(self) -> int:

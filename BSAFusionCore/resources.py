@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .errors import WeightsError
-from .weights import MODALITIES
+from .options import MODALITIES
 
 WEIGHTS_DIR_VARIABLE = "BSAFUSION_WEIGHTS_DIR"
 

@@ -21,13 +21,13 @@ from torch import Tensor
 from .errors import WeightsError
 from .files import atomic_output
 from .network import CHECKPOINT_PARTS, BSAFusionNet
+from .options import MODALITIES
 
 log = logging.getLogger(__name__)
 
 FORMAT = "bsafusion-weights"
 FORMAT_VERSION = 1
 METADATA_KEY = "bsafusion"
-MODALITIES = ("CT", "PET", "SPECT")
 
 
 def tensors_sha256(state: dict[str, Tensor]) -> str:

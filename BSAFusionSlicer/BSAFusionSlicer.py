@@ -35,9 +35,8 @@ from BSAFusionSlicerLib.logic import (  # noqa: E402
     process,
     warped_volume_class,
 )
-from BSAFusionSlicerLib.modality import MODALITIES, guess_node_modality  # noqa: E402
+from BSAFusionSlicerLib.modality import guess_node_modality  # noqa: E402
 from BSAFusionSlicerLib.settings import (  # noqa: E402
-    CT_WINDOW_CHOICES,
     DEVICES,
     MODEL_SOURCES,
     SLICE_AXES,
@@ -45,6 +44,14 @@ from BSAFusionSlicerLib.settings import (  # noqa: E402
 )
 
 from BSAFusionCore.errors import Cancelled  # noqa: E402
+from BSAFusionCore.options import (  # noqa: E402
+    COLORMAPS,
+    CT_WINDOW_AUTO,
+    CT_WINDOW_CHOICES,
+    DEFAULT_PREALIGN,
+    MODALITIES,
+    PREALIGN_MODES,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +89,11 @@ class BSAFusionSlicerParameterNode:
     modality: Annotated[str, Choice(list(MODALITIES))] = "CT"
     modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = "bundled"
     modelFile: Path
-    prealign: Annotated[str, Choice(["none", "rigid", "affine"])] = "none"
+    prealign: Annotated[str, Choice(list(PREALIGN_MODES))] = DEFAULT_PREALIGN
     sliceAxis: Annotated[str, Choice(list(SLICE_AXES))] = "auto"
-    ctWindow: Annotated[str, Choice(list(CT_WINDOW_CHOICES))] = "none"
+    ctWindow: Annotated[str, Choice(list(CT_WINDOW_CHOICES))] = CT_WINDOW_AUTO
     colorFusion: bool = False
-    colormap: Annotated[str, Choice(["hot", "jet"])] = "hot"
+    colormap: Annotated[str, Choice(list(COLORMAPS))] = COLORMAPS[0]
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
     fusedVolume: AnyVolume

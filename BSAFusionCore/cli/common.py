@@ -14,13 +14,14 @@ import torch
 from .. import __version__
 from ..files import atomic_output
 from ..memory import DEFAULT_MAX_MEMORY_GB
+from ..options import MODALITIES
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", "--model", dest="weights",
                         help="our .safetensors, an authors' .pkl, or CT/PET/SPECT for the bundled weights "
                              "(default: the bundled weights of --modality)")
-    parser.add_argument("--modality", type=str.upper, choices=["CT", "PET", "SPECT"],
+    parser.add_argument("--modality", type=str.upper, choices=MODALITIES,
                         help="the moving image's modality (default: that of --weights, else CT)")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, mps")
 

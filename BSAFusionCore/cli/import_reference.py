@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..options import MODALITIES
 from ..weights import import_reference
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", type=Path, help="e.g. BSAFusion_CT.pkl")
     parser.add_argument("destination", type=Path, help="e.g. BSAFusion_CT.safetensors")
-    parser.add_argument("--modality", type=str.upper, choices=["CT", "PET", "SPECT"],
+    parser.add_argument("--modality", type=str.upper, choices=MODALITIES,
                         help="recorded in the metadata (default: guessed from the file name)")
     parser.add_argument("--fp16", action="store_true", help="store half precision (half the size)")
     parser.set_defaults(func=run_import)

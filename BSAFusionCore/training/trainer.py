@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..files import atomic_output
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..network.registration import LEVELS
+from ..options import MIN_SIZE, SIZE_MULTIPLE, WORKING_SIZE
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .curriculum import mix_pairs, pair_mix
 from .data import PairSample, make_batch
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 LOG_CSV = "log.csv"
-PUBLISHED_SIZE = 256
 VALIDATION_SEED = 20250101
 STAGES = ("registration", "fusion", "joint")
 
@@ -115,7 +115,7 @@ class TrainConfig:
         Sigma, kernel and magnitude are scaled by size / 256, so the field has the same
         shape relative to the image as the published one at 256x256.
         """
-        ratio = (size or self.image_size) / PUBLISHED_SIZE
+        ratio = (size or self.image_size) / WORKING_SIZE
         kernel = max(3, round(101 * ratio) // 2 * 2 + 1)
         return {
             "max_translation": self.max_translation,
@@ -175,9 +175,9 @@ def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, dist_: Dis
 
 
 def check_working_size(size: int, name: str) -> None:
-    """The network's resolution: square, a multiple of 16 (the patch size), at least 32."""
-    if size % 16 or size < 32:
-        raise InputError(f"{name} must be a multiple of 16 and >= 32, got {size}")
+    """The network's resolution: square, a multiple of the patch size, at least the minimum size."""
+    if size % SIZE_MULTIPLE or size < MIN_SIZE:
+        raise InputError(f"{name} must be a multiple of {SIZE_MULTIPLE} and >= {MIN_SIZE}, got {size}")
 
 
 def flow_heads(net: BSAFusionNet) -> list[tuple[int, nn.Conv2d]]:

@@ -16,19 +16,25 @@ from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..inference import FusionModel, check_model_modality, load_model, resolve_device
 from ..memory import check_volume_memory, file_image_info
+from ..options import (
+    COLORMAPS,
+    CT_WINDOW_AUTO,
+    CT_WINDOW_CHOICES,
+    DEFAULT_CT_WINDOW,
+    DEFAULT_PREALIGN,
+    MODALITIES,
+    PREALIGN_MODES,
+)
 from ..progress import ProgressCallback
-from ..weights import MODALITIES
-from .intensity import COLORMAPS, CT_WINDOWS
 from .io import read_volume
 from .outputs import write_outputs
 from .pipeline import fuse_volumes
-from .prealign import PREALIGN_MODES
 
 log = logging.getLogger(__name__)
 
 # The volume-only options and their defaults (2D images refuse any other value).
 VOLUME_DEFAULTS = {
-    "prealign": "none", "axis": None, "ct_window": None, "color_fusion": False, "colormap": "hot",
+    "prealign": DEFAULT_PREALIGN, "axis": None, "ct_window": CT_WINDOW_AUTO, "color_fusion": False, "colormap": "hot",
     "percentiles": (0.5, 99.5), "batch_size": 8,
 }
 
@@ -37,11 +43,13 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that only volumes have (the input, output and model options belong to ``fuse``)."""
     group = parser.add_argument_group("volumes (NRRD, NIfTI, MHA, DICOM folder)")
     group.add_argument("--prealign", choices=PREALIGN_MODES, default=VOLUME_DEFAULTS["prealign"],
-                       help="3-D pre-alignment before the slice-wise step (default: none)")
+                       help=f"3-D pre-alignment before the slice-wise step (default: {DEFAULT_PREALIGN}; none when the "
+                            "volumes are already aligned)")
     group.add_argument("--axis", type=int, choices=(0, 1, 2), default=VOLUME_DEFAULTS["axis"],
                        help="ITK index axis to slice through (default: the one nearest inferior-superior)")
-    group.add_argument("--ct-window", choices=tuple(CT_WINDOWS), default=VOLUME_DEFAULTS["ct_window"],
-                       help="map CT intensities with this window instead of percentiles")
+    group.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=VOLUME_DEFAULTS["ct_window"],
+                       help=f"map CT intensities (HU) with this window; auto: {DEFAULT_CT_WINDOW} for a CT in HU, "
+                            "else the percentiles; padding below -1024 HU is background (default: auto)")
     group.add_argument("--color-fusion", action="store_true",
                        help="colour the (PET/SPECT) moving volume with --colormap; RGB fused output")
     group.add_argument("--colormap", choices=COLORMAPS, default=VOLUME_DEFAULTS["colormap"])

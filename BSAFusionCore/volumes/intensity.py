@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..options import (
+    COLORMAPS,
+    CT_PADDING_BELOW_HU,
+    CT_WINDOW_AUTO,
+    CT_WINDOW_CHOICES,
+    CT_WINDOW_PERCENTILES,
+    CT_WINDOWS,
+    DEFAULT_CT_WINDOW,
+)
 
-# (level, width) in HU; "full" uses the volume's own minimum and maximum.
-CT_WINDOWS: dict[str, tuple[float, float] | None] = {
-    "brain": (40.0, 80.0),
-    "soft-tissue": (40.0, 400.0),
-    "bone": (400.0, 1800.0),
-    "full": None,
-}
-
-COLORMAPS = ("hot", "jet")
+log = logging.getLogger(__name__)
 
 _MAX_SAMPLES = 4_000_000
+_AIR_HU = -500.0  # a CT in Hounsfield units has air (about -1000) or padding below this
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,13 @@ def _samples(image: sitk.Image) -> np.ndarray:
 
 def percentile_range(image: sitk.Image, percentiles: tuple[float, float], name: str) -> IntensityRange:
     """The range between two percentiles of the voxel values (all components of an RGB volume)."""
+    return _percentiles_of(_samples(image), percentiles, name)
+
+
+def _percentiles_of(samples: np.ndarray, percentiles: tuple[float, float], name: str) -> IntensityRange:
     low_p, high_p = percentiles
     if not 0.0 <= low_p < high_p <= 100.0:
         raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    samples = _samples(image)
     low, high = np.percentile(samples, [low_p, high_p])
     if not high > low:
         low, high = samples.min(), samples.max()
@@ -55,19 +61,48 @@ def percentile_range(image: sitk.Image, percentiles: tuple[float, float], name: 
     return IntensityRange(float(low), float(high))
 
 
-def ct_window_range(image: sitk.Image, window: str) -> IntensityRange:
-    """The range of a named CT window preset (see :data:`CT_WINDOWS`)."""
-    if window not in CT_WINDOWS:
-        raise InputError(f"unknown CT window {window!r}; choose one of {', '.join(CT_WINDOWS)}")
-    preset = CT_WINDOWS[window]
-    if preset is None:
-        samples = _samples(image)
-        low, high = float(samples.min()), float(samples.max())
-        if not high > low:
-            raise InputError(f"the CT volume has a single intensity value ({low})")
-        return IntensityRange(low, high)
-    level, width = preset
-    return IntensityRange(level - width / 2, level + width / 2)
+def check_ct_window(window: str) -> None:
+    if window not in CT_WINDOW_CHOICES:
+        raise InputError(f"unknown CT window {window!r}; choose one of {', '.join(CT_WINDOW_CHOICES)}")
+
+
+def ct_range(
+    image: sitk.Image, window: str = CT_WINDOW_AUTO, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> tuple[IntensityRange, str]:
+    """The range of a CT volume under ``window`` (see :data:`~BSAFusionCore.options.CT_WINDOW_CHOICES`)
+    and a sentence saying what was done. In Hounsfield units, values below
+    :data:`~BSAFusionCore.options.CT_PADDING_BELOW_HU` (scanner padding, outside the reconstruction
+    circle) are background: they map to 0 and take no part in percentiles or ``full``."""
+    check_ct_window(window)
+    samples = _samples(image)
+    hounsfield = bool(samples.min() <= _AIR_HU)
+    if window == CT_WINDOW_AUTO:
+        window = DEFAULT_CT_WINDOW if hounsfield else CT_WINDOW_PERCENTILES
+        if not hounsfield:
+            log.warning("the CT volume has no value below %g: it does not look like Hounsfield units, so it "
+                        "is mapped by percentiles (choose a CT window to override)", _AIR_HU)
+    elif not hounsfield and window in CT_WINDOWS:
+        log.warning("the CT volume has no value below %g: it may not be in Hounsfield units, which the "
+                    "window %r assumes", _AIR_HU, window)
+    padding = samples < CT_PADDING_BELOW_HU if hounsfield else np.zeros(samples.shape, dtype=bool)
+    content = samples[~padding]
+    if content.size == 0:
+        raise InputError(f"every voxel of the CT volume is below {CT_PADDING_BELOW_HU:g} HU (padding): no image")
+    if window == CT_WINDOW_PERCENTILES:
+        found = _percentiles_of(content, percentiles, "the CT volume")
+        described = f"CT mapped by the {percentiles[0]:g}-{percentiles[1]:g} percentiles"
+    elif CT_WINDOWS[window] is None:
+        found = _percentiles_of(content, (0.0, 100.0), "the CT volume")
+        described = "CT mapped by its full range"
+    else:
+        level, width = CT_WINDOWS[window]
+        found = IntensityRange(level - width / 2, level + width / 2)
+        described = f"CT window {window} (level {level:g}, width {width:g} HU)"
+    if padding.any():
+        described += (f"; {padding.mean():.1%} of the voxels below {CT_PADDING_BELOW_HU:g} HU (padding, "
+                      "outside the field of view) are background")
+    log.info("%s", described)
+    return found, described
 
 
 def rgb_range(image: sitk.Image, percentiles: tuple[float, float], name: str) -> IntensityRange:

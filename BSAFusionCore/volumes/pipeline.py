@@ -14,8 +14,9 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import InputError
-from ..inference import MIN_SIZE, FusionModel, fuse_batch, load_model
+from ..inference import FusionModel, fuse_batch, load_model
 from ..memory import DEFAULT_MAX_MEMORY_GB, check_volume_memory
+from ..options import COLORMAPS, CT_WINDOW_AUTO, DEFAULT_PREALIGN, MIN_SIZE, PREALIGN_MODES
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .geometry import (
     Slab,
@@ -27,16 +28,8 @@ from .geometry import (
     slices_of,
     volume_order,
 )
-from .intensity import (
-    COLORMAPS,
-    IntensityRange,
-    apply_colormap,
-    ct_window_range,
-    percentile_range,
-    rgb_range,
-)
+from .intensity import IntensityRange, apply_colormap, check_ct_window, ct_range, percentile_range, rgb_range
 from .io import check_volume
-from .prealign import PREALIGN_MODES
 from .prealign import prealign as run_prealignment
 
 log = logging.getLogger(__name__)
@@ -64,9 +57,9 @@ def fuse_volumes(
     moving: sitk.Image,
     model: FusionModel | str,
     *,
-    prealign: str = "none",
+    prealign: str = DEFAULT_PREALIGN,
     axis: int | None = None,
-    ct_window: str | None = None,
+    ct_window: str | None = CT_WINDOW_AUTO,
     color_fusion: bool = False,
     colormap: str = "hot",
     percentiles: tuple[float, float] = (0.5, 99.5),
@@ -79,19 +72,28 @@ def fuse_volumes(
 
     ``fused`` is float32 in [0, 1] (8-bit RGB when the moving input is coloured), ``warped`` is the
     moving volume in its own units resampled through ``displacement`` (LPS mm, float64 vectors,
-    pre-alignment included), and ``record`` says what was run. Volumes whose estimated memory need
-    exceeds ``max_memory_gb`` (None: no limit) are refused before any work.
+    pre-alignment included), and ``record`` says what was run. A rigid 3-D pre-alignment runs by
+    default (``prealign="none"`` skips it). A CT moving volume (the model's modality, or any given
+    ``ct_window``) is mapped by a Hounsfield window (``"auto"``: soft tissue), its padding as
+    background. Volumes whose estimated memory need exceeds ``max_memory_gb`` (None: no limit) are
+    refused before any work.
     """
     started = time.perf_counter()
+    ct_window = ct_window or CT_WINDOW_AUTO
     rgb_moving = _check_inputs(fixed, moving, prealign, ct_window, color_fusion, colormap, batch_size)
     stored = sum(image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
                  for image in (fixed, moving))
     check_volume_memory([fixed.GetSize(), moving.GetSize()], stored, batch_size, max_memory_gb)
     if isinstance(model, str):
         model = load_model(model)
+    moving_is_ct = not rgb_moving and (model.modality == "CT" or ct_window != CT_WINDOW_AUTO)
+    if moving_is_ct and model.modality not in (None, "CT"):
+        raise InputError(f"CT windows apply to a CT moving volume; these weights are for {model.modality} "
+                         "(leave the CT window out)")
     report(progress, 0.0, "preparing")
     fixed_range = percentile_range(fixed, percentiles, "the fixed volume")
-    moving_range = _moving_range(moving, rgb_moving, ct_window, percentiles)
+    moving_range, mapping = _moving_range(moving, rgb_moving, moving_is_ct, ct_window, percentiles)
+    log.info("3-D pre-alignment: %s", prealign if prealign != "none" else "none (the volumes are taken as aligned)")
     axes = _slice_axes(fixed, axis)
     check_cancel(cancel)
 
@@ -123,6 +125,7 @@ def fuse_volumes(
         "slices": {"total": count, "fused": slicer.fused_slices, "empty": count - slicer.fused_slices},
         "intensity_ranges": {"fixed": [fixed_range.low, fixed_range.high],
                              "moving": [moving_range.low, moving_range.high]},
+        "moving_intensity_mapping": mapping,
         "warped_outside_value": slicer.outside_value,
         "overlap_fraction": overlap,
         "prealignment": _describe(transform),
@@ -153,7 +156,8 @@ def _check_inputs(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch size must be a positive integer, got {batch_size!r}")
     rgb_moving = moving.GetNumberOfComponentsPerPixel() == 3
-    if rgb_moving and (color_fusion or ct_window):
+    check_ct_window(ct_window)
+    if rgb_moving and (color_fusion or ct_window != CT_WINDOW_AUTO):
         raise InputError("the moving volume is RGB already: colour fusion and CT windows need a scalar one")
     return rgb_moving
 
@@ -170,13 +174,15 @@ def _slice_axes(fixed: sitk.Image, axis: int | None) -> SliceAxes:
 
 
 def _moving_range(
-    moving: sitk.Image, rgb: bool, ct_window: str | None, percentiles: tuple[float, float]
-) -> IntensityRange:
+    moving: sitk.Image, rgb: bool, ct: bool, ct_window: str, percentiles: tuple[float, float]
+) -> tuple[IntensityRange, str]:
+    """The moving volume's intensity range and how it was found."""
     if rgb:
-        return rgb_range(moving, percentiles, "the moving volume")
-    if ct_window is not None:
-        return ct_window_range(moving, ct_window)
-    return percentile_range(moving, percentiles, "the moving volume")
+        return rgb_range(moving, percentiles, "the moving volume"), "RGB"
+    if ct:
+        return ct_range(moving, ct_window, percentiles)
+    return (percentile_range(moving, percentiles, "the moving volume"),
+            f"mapped by the {percentiles[0]:g}-{percentiles[1]:g} percentiles")
 
 
 class _SliceFuser:

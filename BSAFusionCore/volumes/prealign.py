@@ -8,11 +8,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..options import PREALIGN_MODES
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 
 log = logging.getLogger(__name__)
-
-PREALIGN_MODES = ("none", "rigid", "affine")
 
 SHRINK_FACTORS = (4, 2, 1)
 SMOOTHING_SIGMAS = (2.0, 1.0, 0.0)  # voxels, per level
@@ -54,7 +53,7 @@ def _scalar_float(image: sitk.Image) -> sitk.Image:
     """Float32 scalar copy; RGB volumes become the mean of their components."""
     if image.GetNumberOfComponentsPerPixel() > 1:
         channels = [sitk.VectorIndexSelectionCast(image, c, sitk.sitkFloat32) for c in range(3)]
-        return (channels[0] + channels[1] + channels[2]) / 3.0
+        return sitk.Cast((channels[0] + channels[1] + channels[2]) / 3.0, sitk.sitkFloat32)  # / gives float64
     return sitk.Cast(image, sitk.sitkFloat32)
 
 

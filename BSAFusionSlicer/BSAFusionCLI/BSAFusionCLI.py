@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
         model,
         prealign=args.prealign,
         axis=None if args.axis < 0 else args.axis,
-        ct_window=None if args.ctWindow == "none" else args.ctWindow,
+        ct_window=args.ctWindow,
         color_fusion=args.colorFusion,
         colormap=args.colormap,
         percentiles=(args.lowPercentile, args.highPercentile),

@@ -9,10 +9,10 @@ from typing import Any, NamedTuple
 import SimpleITK as sitk
 
 from BSAFusionCore.errors import InputError
+from BSAFusionCore.options import MODALITIES
 from BSAFusionCore.progress import ProgressCallback, report
 
 from .grid_transform import grid_transform_from_displacement
-from .modality import MODALITIES
 from .volume_nodes import (
     SCALAR_VOLUME,
     VECTOR_VOLUME,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-MODALITIES = ("CT", "PET", "SPECT")
-
 DICOM_TO_MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT"}
 """DICOM (0008,0060) Modality codes; SPECT series are stored as nuclear medicine (NM)."""
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from BSAFusionCore.errors import InputError
+from BSAFusionCore.options import CT_WINDOW_AUTO, DEFAULT_PREALIGN
 
 SLICE_AXES = ("auto", "i", "j", "k")
-CT_WINDOW_CHOICES = ("none", "brain", "soft-tissue", "bone", "full")
 MODEL_SOURCES = ("bundled", "file")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -21,16 +21,17 @@ class PanelSettings:
     modality: str = "CT"
     model_source: str = "bundled"
     model_file: str = ""
-    prealign: str = "none"
+    prealign: str = DEFAULT_PREALIGN
     slice_axis: str = "auto"
-    ct_window: str = "none"
+    ct_window: str = CT_WINDOW_AUTO
     color_fusion: bool = False
     colormap: str = "hot"
     device: str = "auto"
     batch_size: int = 8
 
     def process_options(self) -> dict[str, Any]:
-        """Keyword options of ``process``: CT windows only for CT, colour fusion only for PET/SPECT."""
+        """Keyword options of ``process``: CT windows only for CT (``auto`` is the library default, left
+        out), colour fusion only for PET/SPECT."""
         options: dict[str, Any] = {
             "prealign": self.prealign,
             "axis": None if self.slice_axis == "auto" else SLICE_AXES.index(self.slice_axis) - 1,
@@ -41,7 +42,7 @@ class PanelSettings:
             if not Path(self.model_file).is_file():
                 raise InputError(f"model file not found: '{self.model_file}'")
             options["model"] = self.model_file
-        if self.modality == "CT" and self.ct_window != "none":
+        if self.modality == "CT" and self.ct_window != CT_WINDOW_AUTO:
             options["ct_window"] = self.ct_window
         if self.modality in ("PET", "SPECT") and self.color_fusion:
             options["color_fusion"] = True

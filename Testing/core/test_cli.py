@@ -82,7 +82,7 @@ def test_output_folder_is_a_transaction(tmp_path, weights, pair_files, caplog, m
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("option", [["--prealign", "rigid"], ["--ct-window", "bone"], ["--color-fusion"],
+@pytest.mark.parametrize("option", [["--prealign", "affine"], ["--ct-window", "bone"], ["--color-fusion"],
                                     ["--percentiles", "1", "99"], ["--axis", "0"]])
 def test_volume_options_are_refused_for_2d_images(tmp_path, weights, pair_files, caplog, option):
     out = tmp_path / "out"

@@ -8,8 +8,9 @@ import torch
 import BSAFusionCore as bf
 from BSAFusionCore.examples import head_phantom
 from BSAFusionCore.metrics import fusion_metrics
+from BSAFusionCore.options import MODALITIES
 from BSAFusionCore.resources import WEIGHTS_DIR_VARIABLE, bundled_weights
-from BSAFusionCore.weights import MODALITIES, read_weights
+from BSAFusionCore.weights import read_weights
 
 MAX_BYTES = 25 * 2**20
 

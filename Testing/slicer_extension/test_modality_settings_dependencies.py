@@ -46,12 +46,12 @@ def test_dicom_modality_of_the_series_item_wins_over_the_name() -> None:
 
 
 def test_settings_become_process_options(tmp_path: Path) -> None:
-    assert PanelSettings().process_options() == {"prealign": "none", "axis": None, "batch_size": 8, "device": "auto"}
+    assert PanelSettings().process_options() == {"prealign": "rigid", "axis": None, "batch_size": 8, "device": "auto"}
     model = tmp_path / "m.safetensors"
     model.write_bytes(b"")
-    ct = PanelSettings("CT", "file", str(model), "rigid", "j", "bone", color_fusion=True, batch_size=2)
+    ct = PanelSettings("CT", "file", str(model), "none", "j", "bone", color_fusion=True, batch_size=2)
     assert ct.process_options() == {
-        "prealign": "rigid",
+        "prealign": "none",
         "axis": 1,
         "batch_size": 2,
         "device": "auto",

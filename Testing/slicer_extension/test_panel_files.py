@@ -61,17 +61,14 @@ def test_every_bound_widget_names_a_parameter_and_every_parameter_has_a_widget()
 
 
 def test_combo_boxes_offer_what_the_pipeline_accepts() -> None:
-    pytest.importorskip("torch")
-    from BSAFusionSlicerLib.modality import MODALITIES
     from BSAFusionSlicerLib.settings import DEVICES, MODEL_SOURCES, SLICE_AXES
 
-    from BSAFusionCore.volumes.intensity import COLORMAPS, CT_WINDOWS
-    from BSAFusionCore.volumes.prealign import PREALIGN_MODES
+    from BSAFusionCore.options import COLORMAPS, CT_WINDOW_CHOICES, MODALITIES, PREALIGN_MODES
 
     widgets = ui_widgets()
     assert combo_items(widgets["modalityComboBox"]) == list(MODALITIES)
     assert combo_items(widgets["prealignComboBox"]) == list(PREALIGN_MODES)
-    assert combo_items(widgets["ctWindowComboBox"]) == ["none", *CT_WINDOWS]
+    assert combo_items(widgets["ctWindowComboBox"]) == list(CT_WINDOW_CHOICES)
     assert combo_items(widgets["colormapComboBox"]) == list(COLORMAPS)
     assert combo_items(widgets["sliceAxisComboBox"]) == list(SLICE_AXES)
     assert combo_items(widgets["deviceComboBox"]) == list(DEVICES)

@@ -56,7 +56,7 @@ def test_fuse_writes_every_output_and_the_displacement_reproduces_warped(
 def test_model_displacement_is_in_plane_without_prealignment(
     bundled: Path, phantom_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    assert run_fuse(phantom_files, tmp_path) == 0
+    assert run_fuse(phantom_files, tmp_path, "--prealign", "none") == 0
     displacement = sitk.ReadImage(str(tmp_path / "displacement.nrrd"))
     vectors = sitk.GetArrayViewFromImage(displacement)
     through_plane = np.asarray(displacement.GetDirection()).reshape(3, 3)[:, 1]  # slices along index axis 1
@@ -107,7 +107,7 @@ def test_color_fusion_of_ct_and_an_earlier_folder_are_refused_before_any_work(
     (earlier / "prealignment.tfm").write_text("from an earlier run")
     assert run_fuse(phantom_files, earlier) == 2
     assert "already holds files" in caplog.text
-    assert run_fuse(phantom_files, earlier, "--overwrite") == 0
+    assert run_fuse(phantom_files, earlier, "--overwrite", "--prealign", "none") == 0
     assert not (earlier / "prealignment.tfm").exists()  # the earlier set is replaced whole
     assert (earlier / "record.json").is_file()
 

@@ -14,6 +14,8 @@ from volume_phantoms import CT_CONTRAST, MRI_CONTRAST, fixed_grid, grid, moving_
 from BSAFusionCore.errors import Cancelled, InputError
 from BSAFusionCore.volumes import fuse_volumes
 from BSAFusionCore.volumes import pipeline as pipeline_module
+from BSAFusionCore.volumes.intensity import ct_range
+from BSAFusionCore.volumes.prealign import prealign
 
 MODEL = SimpleNamespace(modality="CT", image_size=256, metadata={"name": "known-displacement"})
 FLOW_PX = (3.0, -2.0)  # along slice columns, along slice rows
@@ -62,7 +64,7 @@ def test_known_inplane_shift_is_undone_on_the_fixed_grid(known: KnownDisplacemen
     fixed = sample(fixed_geometry, MRI_CONTRAST, pixel_type=sitk.sitkInt16)
     moving = sample(moving_grid(), CT_CONTRAST, shift_mm=shift, pixel_type=sitk.sitkInt16)
 
-    result = fuse_volumes(fixed, moving, MODEL, batch_size=5)
+    result = fuse_volumes(fixed, moving, MODEL, batch_size=5, prealign="none")
 
     expected = sitk.GetArrayFromImage(sample(fixed_geometry, CT_CONTRAST))
     warped = sitk.GetArrayFromImage(result.warped)
@@ -83,7 +85,7 @@ def test_known_inplane_shift_is_undone_on_the_fixed_grid(known: KnownDisplacemen
 def test_displacement_applied_by_simpleitk_reproduces_warped(known: KnownDisplacement) -> None:
     fixed = sample(fixed_grid(), MRI_CONTRAST)
     moving = sample(moving_grid(), CT_CONTRAST, pixel_type=sitk.sitkInt16)
-    result = fuse_volumes(fixed, moving, MODEL, ct_window="brain")
+    result = fuse_volumes(fixed, moving, MODEL, ct_window="brain", prealign="none")
     again = resample_through(moving, result.displacement, result.record["warped_outside_value"])
     np.testing.assert_allclose(
         sitk.GetArrayViewFromImage(again), sitk.GetArrayViewFromImage(result.warped), atol=1e-3
@@ -113,7 +115,7 @@ def test_empty_slices_are_skipped_but_defined(known: KnownDisplacement) -> None:
     tall = grid((48, 24, 40), (1.0, 2.5, 1.2), np.asarray(fixed_grid().GetDirection()).reshape(3, 3))
     fixed = sample(tall, MRI_CONTRAST)
     moving = sample(moving_grid(), CT_CONTRAST)
-    result = fuse_volumes(fixed, moving, MODEL, batch_size=24)
+    result = fuse_volumes(fixed, moving, MODEL, batch_size=24, prealign="none")
     slices = result.record["slices"]
     assert slices["total"] == 24
     assert 0 < slices["empty"] < 24
@@ -126,7 +128,7 @@ def test_empty_slices_are_skipped_but_defined(known: KnownDisplacement) -> None:
 def test_colour_fusion_gives_an_rgb_volume(known: KnownDisplacement) -> None:
     fixed = sample(fixed_grid(), MRI_CONTRAST)
     moving = sample(moving_grid(), MRI_CONTRAST)  # a scalar "PET"
-    result = fuse_volumes(fixed, moving, MODEL, color_fusion=True, colormap="jet")
+    result = fuse_volumes(fixed, moving, MODEL, color_fusion=True, colormap="jet", prealign="none")
     assert result.fused.GetPixelID() == sitk.sitkVectorUInt8
     assert result.fused.GetNumberOfComponentsPerPixel() == 3
     assert known.calls[0][1].shape[1] == 3
@@ -138,7 +140,7 @@ def test_rgb_moving_volume_is_warped_in_colour(known: KnownDisplacement) -> None
     grey = sample(moving_grid(), MRI_CONTRAST)
     scaled = sitk.Cast(sitk.RescaleIntensity(grey, 0, 255), sitk.sitkUInt8)
     rgb = sitk.Compose(scaled, scaled // 2, 255 - scaled)
-    result = fuse_volumes(fixed, rgb, MODEL)
+    result = fuse_volumes(fixed, rgb, MODEL, prealign="none")
     assert result.warped.GetPixelID() == sitk.sitkVectorFloat32
     assert result.fused.GetPixelID() == sitk.sitkVectorUInt8
     again = resample_through(rgb, result.displacement, result.record["warped_outside_value"])
@@ -151,7 +153,7 @@ def test_progress_and_cancel(known: KnownDisplacement) -> None:
     fixed = sample(fixed_grid(), MRI_CONTRAST)
     moving = sample(moving_grid(), CT_CONTRAST)
     seen: list[float] = []
-    fuse_volumes(fixed, moving, MODEL, batch_size=4, progress=lambda f, _stage: seen.append(f))
+    fuse_volumes(fixed, moving, MODEL, batch_size=4, progress=lambda f, _stage: seen.append(f), prealign="none")
     assert seen == sorted(seen)
     assert seen[-1] == 1.0
 
@@ -162,7 +164,7 @@ def test_progress_and_cancel(known: KnownDisplacement) -> None:
             cancel.set()
 
     with pytest.raises(Cancelled):
-        fuse_volumes(fixed, moving, MODEL, batch_size=4, progress=cancel_on_first_batch, cancel=cancel)
+        fuse_volumes(fixed, moving, MODEL, batch_size=4, progress=cancel_on_first_batch, cancel=cancel, prealign="none")
     assert len(known.calls) == 3 + 1
 
 
@@ -231,7 +233,7 @@ def test_volumes_that_do_not_overlap_are_refused(known: KnownDisplacement) -> No
     moving = sample(moving_grid(), CT_CONTRAST)
     moving.SetOrigin((400.0, 0.0, 0.0))
     with pytest.raises(InputError, match="do not overlap"):
-        fuse_volumes(fixed, moving, MODEL)
+        fuse_volumes(fixed, moving, MODEL, prealign="none")
 
 
 def test_volumes_over_the_memory_limit_are_refused(known: KnownDisplacement) -> None:
@@ -239,3 +241,54 @@ def test_volumes_over_the_memory_limit_are_refused(known: KnownDisplacement) -> 
     moving = sample(moving_grid(), CT_CONTRAST, pixel_type=sitk.sitkInt16)
     with pytest.raises(InputError, match=r"more than the limit of 0\.5 GB"):
         fuse_volumes(fixed, moving, MODEL, max_memory_gb=0.5)
+
+
+def ct_values(values: list[float]) -> sitk.Image:
+    return sitk.GetImageFromArray(np.asarray(values, dtype=np.float32).reshape(1, 1, -1))
+
+
+def test_ct_defaults_to_a_soft_tissue_window_with_padding_as_background() -> None:
+    padding, air, brain, bone = -2048.0, -1000.0, 40.0, 1200.0
+    image = ct_values([padding] * 20 + [air] * 30 + [brain] * 40 + [bone] * 10)
+    found, described = ct_range(image)
+    np.testing.assert_allclose(found.normalise(np.array([padding, air, brain, bone])), [0.0, 0.0, 0.5, 1.0])
+    assert "soft-tissue" in described and "20.0% of the voxels below -1024 HU" in described
+    for window in ("percentiles", "full"):  # the padding takes no part in the range either
+        found, _ = ct_range(image, window)
+        assert found.low >= air and found.normalise(np.array([padding, air]))[0] == 0.0
+
+
+def test_ct_not_in_hounsfield_units_is_mapped_by_percentiles(caplog: pytest.LogCaptureFixture) -> None:
+    found, described = ct_range(ct_values(list(range(0, 4000, 10))))
+    assert "percentiles" in described and "does not look like Hounsfield units" in caplog.text
+    assert 0.0 < found.low < found.high < 4000.0
+
+
+def test_default_run_pre_aligns_rigidly_and_records_the_ct_mapping(known: KnownDisplacement) -> None:
+    fixed = sample(fixed_grid(), MRI_CONTRAST)
+    moving = sample(moving_grid(), CT_CONTRAST)
+    array = sitk.GetArrayFromImage(moving)
+    array[:, :3, :] = -2048.0  # rows outside the scanner's field of view
+    padded = sitk.GetImageFromArray(array)
+    padded.CopyInformation(moving)
+    result = fuse_volumes(fixed, padded, MODEL)
+    assert result.record["options"]["prealign"] == "rigid" and isinstance(result.prealignment, sitk.Euler3DTransform)
+    mapping = result.record["moving_intensity_mapping"]
+    assert mapping.startswith("CT window soft-tissue") and "outside the field of view) are background" in mapping
+
+
+def test_ct_windows_are_refused_for_other_modalities_and_rgb(known: KnownDisplacement) -> None:
+    fixed = sample(fixed_grid(), MRI_CONTRAST)
+    moving = sample(moving_grid(), CT_CONTRAST)
+    pet = SimpleNamespace(modality="PET", image_size=256, metadata={})
+    with pytest.raises(InputError, match="CT windows apply to a CT moving volume; these weights are for PET"):
+        fuse_volumes(fixed, moving, pet, ct_window="bone", prealign="none")
+    with pytest.raises(InputError, match="unknown CT window 'lung'"):
+        fuse_volumes(fixed, moving, MODEL, ct_window="lung")
+
+
+def test_rigid_prealignment_of_an_rgb_moving_volume() -> None:
+    fixed = sample(fixed_grid(), MRI_CONTRAST)
+    grey = sitk.Cast(sitk.RescaleIntensity(sample(moving_grid(), MRI_CONTRAST), 0, 255), sitk.sitkUInt8)
+    transform = prealign(fixed, sitk.Compose(grey, grey, grey), "rigid")  # float64 mean of the channels failed
+    assert isinstance(transform, sitk.Euler3DTransform)

@@ -1,0 +1,44 @@
+"""Options and conventions shared by every front end (CLI, Slicer panel, Slicer CLI module, Python).
+
+Written once here and imported everywhere. Torch-free: the Slicer module imports it at start-up.
+"""
+
+from __future__ import annotations
+
+MODALITIES = ("CT", "PET", "SPECT")
+"""The moving modalities the network is trained for (the fixed image is always MRI)."""
+
+PREALIGN_MODES = ("none", "rigid", "affine")
+DEFAULT_PREALIGN = "rigid"
+"""Volumes come from different scanners and frames of reference: a rigid 3-D pre-alignment by
+default (the real pair of ``../shared/data/volumes``: outline Dice 0.731 without, 0.904 with)."""
+
+CT_WINDOWS: dict[str, tuple[float, float] | None] = {
+    "soft-tissue": (40.0, 400.0),
+    "brain": (40.0, 80.0),
+    "bone": (400.0, 1800.0),
+    "full": None,
+}
+"""CT window presets, (level, width) in HU; ``"full"`` is the volume's own range (padding left out)."""
+
+CT_WINDOW_AUTO = "auto"
+CT_WINDOW_PERCENTILES = "percentiles"
+CT_WINDOW_CHOICES = (CT_WINDOW_AUTO, *CT_WINDOWS, CT_WINDOW_PERCENTILES)
+"""``auto`` (the default): :data:`DEFAULT_CT_WINDOW` for a CT in Hounsfield units, else the
+percentiles; ``percentiles``: the same percentile mapping as the other modalities."""
+
+DEFAULT_CT_WINDOW = "soft-tissue"
+"""Closest to the CT the network was trained on (AANLIB: brain near 0.45, bone saturated, air 0)."""
+
+CT_PADDING_BELOW_HU = -1024.0
+"""CT values below air are scanner padding or outside the reconstruction circle (-2048, -3024):
+background, never image content."""
+
+COLORMAPS = ("hot", "jet")
+
+SIZE_MULTIPLE = 16
+"""The network's working size must be a multiple of its patch size."""
+MIN_SIZE = 32
+"""The smallest image side the network (and its metrics) accept."""
+WORKING_SIZE = 256
+"""The published working resolution: images are resized to it, results resized back."""
