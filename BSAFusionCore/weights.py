@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .errors import WeightsError
 from .files import atomic_output
+from .model_info import METADATA_KEY
 from .network import CHECKPOINT_PARTS, BSAFusionNet
 from .options import MODALITIES
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "bsafusion-weights"
 FORMAT_VERSION = 1
-METADATA_KEY = "bsafusion"
 
 
 def tensors_sha256(state: dict[str, Tensor]) -> str:

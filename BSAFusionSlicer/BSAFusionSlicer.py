@@ -44,6 +44,7 @@ from BSAFusionSlicerLib.settings import (  # noqa: E402
 )
 
 from BSAFusionCore.errors import Cancelled  # noqa: E402
+from BSAFusionCore.model_info import registration_summary  # noqa: E402
 from BSAFusionCore.options import (  # noqa: E402
     COLORMAPS,
     CT_WINDOW_AUTO,
@@ -148,6 +149,7 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.movingVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onMovingVolumeChanged)
         self.ui.modalityComboBox.connect("currentIndexChanged(int)", self.updateEnabledOptions)
         self.ui.modelSourceComboBox.connect("currentIndexChanged(int)", self.updateEnabledOptions)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.advancedCollapsibleGroupBox.connect("toggled(bool)", self.onAdvancedToggled)
         self.initializeParameterNode()
 
@@ -197,6 +199,21 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.colorFusionCheckBox.enabled = modality in ("PET", "SPECT")
         self.ui.colormapComboBox.enabled = modality in ("PET", "SPECT")
         self.ui.modelPathLineEdit.enabled = self.ui.modelSourceComboBox.currentText == "file"
+        self.updateModelInfo()
+
+    def updateModelInfo(self, *_) -> None:
+        """Say next to the model choice whether its weights register (read from the file's header)."""
+        if self.ui.modelSourceComboBox.currentText == "file":
+            source = self.ui.modelPathLineEdit.currentPath
+            if not source:
+                self.ui.modelInfoLabel.text = "choose a model file"
+                return
+        else:
+            source = self.ui.modalityComboBox.currentText
+        registers, summary = registration_summary(source)
+        self.ui.modelInfoLabel.text = "yes" if registers else ("NO: fusion only" if registers is False else "unknown")
+        self.ui.modelInfoLabel.toolTip = summary
+        self.ui.modelInfoLabel.styleSheet = "color: #c05000; font-weight: bold" if registers is False else ""
 
     def onMovingVolumeChanged(self, node) -> None:
         if node is not None and self._parameterNode:

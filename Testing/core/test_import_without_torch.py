@@ -14,6 +14,8 @@ def test_errors_and_progress_import_without_torch():
         import BSAFusionCore
         from BSAFusionCore.errors import InputError
         from BSAFusionCore.progress import report
+        from BSAFusionCore.options import MODALITIES
+        from BSAFusionCore.model_info import registration_summary
         assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
         try:
             BSAFusionCore.load_model
