@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -76,17 +81,59 @@ def staged_folder(target: str | os.PathLike[str], overwrite: bool = False) -> It
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        with interrupts_deferred(f"the complete results are in {target}"):
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+                os.replace(target, old / target.name)
+                os.replace(staging, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_empty(created)
         raise
+
+
+@contextlib.contextmanager
+def staged_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``targets`` (same suffix); when the block succeeds they
+    all replace their targets, else none does and the temporary files are removed. For outputs whose
+    paths are given one by one (the Slicer CLI module)."""
+    targets = [Path(t).absolute() for t in targets]
+    temps = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
+            os.close(fd)
+            temps.append(Path(name))
+        yield temps
+        with interrupts_deferred(f"the complete results are in {', '.join(map(str, targets))}"):
+            for temp, target in zip(temps, targets, strict=True):
+                os.chmod(temp, 0o666 & ~_umask())
+                os.replace(temp, target)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def interrupts_deferred(done: str) -> Iterator[None]:
+    """Put complete results in place without being cut short: a Ctrl-C (SIGINT) during the block is
+    noted, not raised, and once the block is through the results stand (``done`` says where). In the
+    main thread only (elsewhere signals do not arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if received:
+        log.warning("Ctrl-C came while the finished results were being put in place; %s", done)
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -30,7 +30,7 @@ from BSAFusionSlicerLib.modality import guess_modality  # noqa: E402
 from BSAFusionSlicerLib.volume_nodes import image_from_volume_node, update_volume_node_from_image  # noqa: E402
 
 from BSAFusionCore.errors import BSAFusionError, InputError  # noqa: E402
-from BSAFusionCore.options import DEFAULT_PREALIGN, MODALITIES, PREALIGN_MODES  # noqa: E402
+from BSAFusionCore.options import CT_WINDOW_AUTO, CT_WINDOW_CHOICES, DEFAULT_PREALIGN, MODALITIES, PREALIGN_MODES  # noqa: E402
 from BSAFusionCore.volumes.io import read_volume, write_image  # noqa: E402
 
 logger = logging.getLogger("bsafusion.batch")
@@ -45,7 +45,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--modality", choices=MODALITIES, help="moving modality (default: from the file name)")
     parser.add_argument("--model", help="model file (.safetensors or authors' .pkl); default: bundled")
     parser.add_argument("--prealign", choices=PREALIGN_MODES, default=DEFAULT_PREALIGN)
-    parser.add_argument("--ct-window", help="CT window preset (brain, soft-tissue, bone, full)")
+    parser.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=CT_WINDOW_AUTO)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.add_argument("--batch-size", type=int, default=8)
     return parser.parse_args(argv)

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
     import SimpleITK as sitk
 
     from BSAFusionCore.errors import InputError
+    from BSAFusionCore.files import staged_files
     from BSAFusionCore.inference import load_model
     from BSAFusionCore.volumes import fuse_volumes
     from BSAFusionCore.volumes.command import model_source
@@ -114,25 +115,29 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batchSize,
         progress=progress_line,
     )
-    if args.fusedVolume:
-        write_image(result.fused, args.fusedVolume)
-    if args.warpedVolume:
-        write_image(result.warped, args.warpedVolume)
-    if args.displacementTransform:
-        path = Path(args.displacementTransform)
-        if path.suffix.lower() in TRANSFORM_SUFFIXES:
-            write_transform(sitk.DisplacementFieldTransform(sitk.Image(result.displacement)), path)
-        else:
-            write_image(result.displacement, path)
-    if args.prealignmentTransform and result.prealignment is not None:
-        write_transform(result.prealignment, args.prealignmentTransform)
-    if args.recordFile:
-        record = {
-            "inputs": {"fixed": args.fixedVolume, "moving": args.movingVolume, "model_source": source},
-            **result.record,
-        }
-        write_text(json.dumps(record, indent=2, default=str) + "\n", args.recordFile)
-
+    wanted = [(path, kind) for path, kind in (
+        (args.fusedVolume, "fused"), (args.warpedVolume, "warped"), (args.displacementTransform, "displacement"),
+        (args.prealignmentTransform if result.prealignment is not None else None, "prealignment"),
+        (args.recordFile, "record"),
+    ) if path]
+    with staged_files([path for path, _ in wanted]) as temps:  # all outputs appear together, or none
+        for temp, (_, kind) in zip(temps, wanted, strict=True):
+            if kind == "fused":
+                write_image(result.fused, temp)
+            elif kind == "warped":
+                write_image(result.warped, temp)
+            elif kind == "displacement" and temp.suffix.lower() in TRANSFORM_SUFFIXES:
+                write_transform(sitk.DisplacementFieldTransform(sitk.Image(result.displacement)), temp)
+            elif kind == "displacement":
+                write_image(result.displacement, temp)
+            elif kind == "prealignment":
+                write_transform(result.prealignment, temp)
+            else:
+                record = {
+                    "inputs": {"fixed": args.fixedVolume, "moving": args.movingVolume, "model_source": source},
+                    **result.record,
+                }
+                write_text(json.dumps(record, indent=2, default=str) + "\n", temp)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

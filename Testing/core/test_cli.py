@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 import numpy as np
@@ -173,3 +175,20 @@ def test_weights_of_another_modality_are_refused(tmp_path, weights, pair_files, 
     assert "are for CT-MRI but the modality given is SPECT" in caplog.text
     assert not out.exists()
     assert main(fuse) == 0  # without --modality the weights' own is used
+
+
+def test_ctrl_c_while_the_finished_outputs_are_put_in_place_keeps_them(tmp_path, weights, pair_files, caplog,
+                                                                      monkeypatch):
+    real_replace = os.replace
+
+    def interrupted_replace(source, target):
+        if os.path.isdir(source):  # Ctrl-C just as the complete output folder moves into place
+            os.kill(os.getpid(), signal.SIGINT)
+        real_replace(source, target)
+
+    monkeypatch.setattr("BSAFusionCore.files.os.replace", interrupted_replace)
+    out = tmp_path / "out"
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["displacement.npy", "fused.png", "fusion.json", "warped.png"]
+    assert "Ctrl-C came while the finished results were being put in place" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards

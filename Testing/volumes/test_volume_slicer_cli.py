@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from BSAFusionCore.resources import WEIGHTS_DIR_VARIABLE
@@ -86,3 +87,48 @@ def test_script_reports_bad_input(weights_dir: Path, phantom_files: dict[str, Pa
     assert done.returncode == 2
     assert "does not exist" in done.stderr
     assert not (tmp_path / "f.nrrd").exists()
+
+
+def test_outputs_appear_together_or_not_at_all(
+    weights_dir: Path, phantom_files: dict[str, Path], tmp_path: Path
+) -> None:
+    fused = tmp_path / "fused.nrrd"
+    fused.write_text("an earlier run's output")
+    done = run_script(
+        str(phantom_files["fixed"]), str(phantom_files["moving"]), "--modality", "CT", "--prealign", "none",
+        "--device", "cpu", "--fused", str(fused), "--warped", str(tmp_path / "warped.nrrd"),
+        "--displacement", str(tmp_path / "displacement.unknown-format"), weights_dir=weights_dir,
+    )
+    assert done.returncode != 0  # the displacement cannot be written in that format, after fused and warped were
+    assert fused.read_text() == "an earlier run's output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.nrrd"]  # no warped, no temporary files
+
+
+def test_xml_is_valid_for_an_independent_parser_of_slicers_execution_model() -> None:
+    ctk_cli = pytest.importorskip("ctk_cli")  # parses CLI descriptions as Slicer does
+    from BSAFusionCore.options import (
+        COLORMAPS,
+        CT_WINDOW_AUTO,
+        CT_WINDOW_CHOICES,
+        DEFAULT_PREALIGN,
+        MODALITIES,
+        PREALIGN_MODES,
+    )
+
+    module = ctk_cli.CLIModule(str(MODULE / "BSAFusionCLI.xml"))
+    assert (module.title, module.category) == ("BSAFusion (CLI)", "Registration")
+    found = {p.name: p for p in module.parameters()}
+    assert set(found) == set(parameters())
+    assert [found[n].index for n in ("fixedVolume", "movingVolume")] == [0, 1]
+    assert {n for n, p in found.items() if p.channel == "output"} == {
+        "fusedVolume", "warpedVolume", "displacementTransform", "prealignmentTransform", "recordFile"}
+    enumerations = {n: (p.elements, p.default) for n, p in found.items() if p.typ == "string-enumeration"}
+    assert enumerations == {
+        "modality": (list(MODALITIES), "CT"),
+        "prealign": (list(PREALIGN_MODES), DEFAULT_PREALIGN),
+        "ctWindow": (list(CT_WINDOW_CHOICES), CT_WINDOW_AUTO),
+        "colormap": (list(COLORMAPS), COLORMAPS[0]),
+    }
+    for parameter in found.values():  # each default is a value of the parameter's type
+        if parameter.default is not None:
+            parameter.parseValue(str(parameter.default))
