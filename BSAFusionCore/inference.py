@@ -209,6 +209,15 @@ def as_model(model: FusionModel | str | Path, device: str | torch.device | None 
     )
 
 
+def model_source(modality: str | None, weights: str | Path | None) -> str:
+    """What to give :func:`load_model`: the weights file when given, else the bundled model of ``modality``."""
+    if weights:
+        return str(weights)
+    if modality is None or modality.upper() not in MODALITIES:
+        raise InputError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    return modality.upper()
+
+
 def check_model_modality(model: FusionModel, given: str | None) -> None:
     """Refuse weights made for another modality than the one the user named (``given``; None: any)."""
     if given and model.modality and given.upper() != model.modality.upper():

@@ -75,3 +75,15 @@ def file_image_info(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], int,
         return None
     component = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
     return tuple(reader.GetSize()), reader.GetNumberOfComponents(), component.GetSizeOfPixelComponent()
+
+
+def check_volume_files_memory(
+    fixed: str | os.PathLike[str], moving: str | os.PathLike[str], batch_size: int, max_memory_gb: float | None
+) -> None:
+    """:func:`check_volume_memory` from the files' headers, before reading their voxels (a DICOM
+    folder cannot be told this way: it is checked once read, by ``fuse_volumes``)."""
+    info = file_image_info(fixed), file_image_info(moving)
+    if None in info:
+        return
+    stored = sum(prod(size) * components * component_bytes for size, components, component_bytes in info)
+    check_volume_memory([size for size, _, _ in info], stored, batch_size, max_memory_gb)

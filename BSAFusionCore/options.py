@@ -5,6 +5,9 @@ Written once here and imported everywhere. Torch-free: the Slicer module imports
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
 MODALITIES = ("CT", "PET", "SPECT")
 """The moving modalities the network is trained for (the fixed image is always MRI)."""
 
@@ -42,3 +45,28 @@ MIN_SIZE = 32
 """The smallest image side the network (and its metrics) accept."""
 WORKING_SIZE = 256
 """The published working resolution: images are resized to it, results resized back."""
+
+DEFAULT_PERCENTILES = (0.5, 99.5)
+"""Intensity percentiles mapped to 0 and 1 (the MRI, PET, SPECT; CT with ``percentiles``)."""
+DEFAULT_BATCH_SIZE = 8
+"""Slices per model call."""
+
+
+@dataclass(frozen=True)
+class VolumeOptions:
+    """How a volume pair is fused (the keyword options of ``fuse_volumes``); defaults as documented."""
+
+    prealign: str = DEFAULT_PREALIGN
+    axis: int | None = None  # ITK index axis to slice through; None: the one nearest inferior-superior
+    ct_window: str = CT_WINDOW_AUTO
+    color_fusion: bool = False
+    colormap: str = COLORMAPS[0]
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def changed(self) -> dict[str, Any]:
+        """The options set to something else than their default."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
-from ..volumes.batch import run_batch
-from ..volumes.command import add_volume_arguments
-from .common import add_memory_argument, add_model_arguments
+from ..errors import InputError
+from .common import add_memory_argument, add_model_arguments, terminal_progress
+from .volume_options import add_volume_arguments, volume_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,4 +28,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="process only shard I of N (rows I, I+N, ...), for N parallel workers")
     add_volume_arguments(parser)
     add_memory_argument(parser)
-    parser.set_defaults(func=run_batch)
+    parser.set_defaults(func=run)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (1 <= I <= N) to ``(I, N)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise InputError(f"--shard must be I/N with 1 <= I <= N, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def run(args: argparse.Namespace) -> int:
+    """0 when every case of the shard succeeded or was done before, 1 when any failed."""
+    from ..volumes.batch import BatchRun, run_batch
+
+    batch = BatchRun(
+        modality=args.modality, weights=args.weights, options=volume_options(args), device=args.device,
+        shard=parse_shard(args.shard), overwrite=args.overwrite, max_memory_gb=args.max_memory,
+    )
+    with terminal_progress() as progress:
+        status = run_batch(args.manifest, args.output_dir, batch, progress)
+    return 1 if status["failed"] else 0

@@ -6,15 +6,19 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from .. import __version__
 from ..files import atomic_output
 from ..memory import DEFAULT_MAX_MEMORY_GB
 from ..options import MODALITIES
+from ..progress import ProgressCallback
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,3 +57,15 @@ def run_record(**fields: Any) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **fields,
     }
+
+
+@contextmanager
+def terminal_progress() -> Iterator[ProgressCallback]:
+    """A tqdm bar on the terminal, driven by a progress callback."""
+    with tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}") as bar:
+
+        def update(fraction: float, stage: str) -> None:
+            bar.set_description_str(stage, refresh=False)
+            bar.update(round(100 * fraction) - bar.n)
+
+        yield update

@@ -14,14 +14,15 @@ from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
 from ..inference import check_model_modality, fuse_images, load_model, resolve_device
 from ..memory import check_2d_memory, file_image_info
-from ..volumes.command import add_volume_arguments, volume_options_given
 from .common import (
     add_memory_argument,
     add_model_arguments,
     modality_of,
     run_record,
+    terminal_progress,
     write_json,
 )
+from .volume_options import add_volume_arguments, given_as_flags, volume_options
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_fuse(args: argparse.Namespace) -> int:
     if is_2d_image_file(args.fixed) and is_2d_image_file(args.moving):
         return fuse_2d(args)
-    from ..volumes.command import run_volume_fuse
+    from ..volumes.run import fuse_volume_files
 
-    return run_volume_fuse(args)
+    with terminal_progress() as progress:
+        fuse_volume_files(
+            args.fixed, args.moving, args.output_dir, modality=args.modality, weights=args.weights,
+            options=volume_options(args), device=args.device, overwrite=args.overwrite,
+            max_memory_gb=args.max_memory, progress=progress,
+        )
+    return 0
 
 
 def fuse_2d(args: argparse.Namespace) -> int:
-    volume_only = volume_options_given(args)
+    volume_only = given_as_flags(volume_options(args))
     if volume_only:
         raise InputError(f"{' '.join(volume_only)}: volume options, which do not apply to 2D images (leave them out)")
     check_output_folder(args.output_dir, args.overwrite)

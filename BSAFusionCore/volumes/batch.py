@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import BSAFusionError, InputError
 from ..files import staged_folder
-from ..inference import FusionModel, check_model_modality, load_model
-from .command import check_color_fusion, fuse_case, model_source
+from ..inference import FusionModel, check_model_modality, load_model, model_source
+from ..memory import DEFAULT_MAX_MEMORY_GB
+from ..options import VolumeOptions
+from ..progress import ProgressCallback, report
 from .io import prepare_output_dir, read_volume, write_text
 from .outputs import is_complete
+from .run import check_color_fusion, fuse_case
 
 log = logging.getLogger(__name__)
 
@@ -74,34 +76,47 @@ def _case(row: dict[str, str], base: Path, line: int) -> Case:
     )
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` (1 <= I <= N) to ``(I, N)``."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise InputError(f"--shard must be I/N with 1 <= I <= N, got {text!r}")
-    return int(match[1]), int(match[2])
-
-
 def shard_of(cases: list[Case], shard: tuple[int, int]) -> list[Case]:
     """The cases of shard I of N: rows I, I + N, I + 2N, ... (1-based)."""
     index, count = shard
+    if not 1 <= index <= count:
+        raise InputError(f"shard must be I/N with 1 <= I <= N, got {index}/{count}")
     return cases[index - 1 :: count]
 
 
-def run_batch(args: argparse.Namespace) -> int:
-    """Process this shard's cases; 0 when all succeeded or were done before, 1 when any failed."""
-    cases = shard_of(read_manifest(args.manifest), parse_shard(args.shard))
-    root = prepare_output_dir(args.output_dir)
+@dataclass(frozen=True)
+class BatchRun:
+    """What a batch applies to rows that do not say otherwise, and how it runs."""
+
+    modality: str | None = None
+    weights: str | None = None
+    options: VolumeOptions = dataclasses.field(default_factory=VolumeOptions)
+    device: str | None = None
+    shard: tuple[int, int] = (1, 1)
+    overwrite: bool = False  # redo cases that are already done
+    max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB
+
+
+def run_batch(
+    manifest: str | os.PathLike[str], output_dir: str | os.PathLike[str], run: BatchRun | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, list[str]]:
+    """Process this shard's cases into ``output_dir/<case>/``; returns the names done, skipped (done
+    before) and failed (with the reason), also written to ``batch-status-I-of-N.json``."""
+    run = run or BatchRun()
+    cases = shard_of(read_manifest(Path(manifest)), run.shard)
+    root = prepare_output_dir(output_dir)
     models: dict[str, FusionModel] = {}
     status: dict[str, list[str]] = {"done": [], "skipped": [], "failed": []}
-    for case in tqdm(cases, unit="case", desc="batch"):
+    for number, case in enumerate(cases):
+        report(progress, number / max(len(cases), 1), f"case {case.name}")
         folder = root / case.name
-        if is_complete(folder) and not getattr(args, "overwrite", False):
+        if is_complete(folder) and not run.overwrite:
             log.info("%s: already done, skipped (--overwrite redoes it)", case.name)
             status["skipped"].append(case.name)
             continue
         try:
-            _run_case(case, folder, args, models)
+            _run_case(case, folder, run, models)
         except Exception as error:  # one bad case must not stop the batch
             if isinstance(error, BSAFusionError):
                 log.error("%s failed: %s", case.name, error)
@@ -110,29 +125,27 @@ def run_batch(args: argparse.Namespace) -> int:
             status["failed"].append(f"{case.name}: {error}")
             continue
         status["done"].append(case.name)
-    shard = args.shard.replace("/", "-of-")
-    write_text(json.dumps(status, indent=2) + "\n", root / f"batch-status-{shard}.json")
+    report(progress, 1.0, "done")
+    write_text(json.dumps(status, indent=2) + "\n", root / f"batch-status-{run.shard[0]}-of-{run.shard[1]}.json")
     log.info("%d done, %d skipped, %d failed", *(len(v) for v in status.values()))
-    return 1 if status["failed"] else 0
+    return status
 
 
-def _run_case(case: Case, folder: Path, args: argparse.Namespace, models: dict[str, FusionModel]) -> None:
+def _run_case(case: Case, folder: Path, run: BatchRun, models: dict[str, FusionModel]) -> None:
     if case.weights or case.modality:  # the row's own model comes first
         source = model_source(case.modality, case.weights)
     else:
-        source = model_source(args.modality or "CT", args.weights)
-    check_color_fusion(args, source)  # a bundled model: before any work
+        source = model_source(run.modality or "CT", run.weights)
+    options = dataclasses.replace(
+        run.options, prealign=case.prealign or run.options.prealign, ct_window=case.ct_window or run.options.ct_window
+    )
+    check_color_fusion(options, source)  # a bundled model: before any work
     fixed = read_volume(case.fixed, "fixed volume")
     moving = read_volume(case.moving, "moving volume")
     if source not in models:
-        models[source] = load_model(source, device=args.device)
-    check_model_modality(models[source], case.modality or args.modality)
-    check_color_fusion(args, models[source].modality)
-    options = argparse.Namespace(**{
-        **vars(args),
-        "prealign": case.prealign or args.prealign,
-        "ct_window": case.ct_window or args.ct_window,
-    })
+        models[source] = load_model(source, device=run.device)
+    check_model_modality(models[source], case.modality or run.modality)
+    check_color_fusion(options, models[source].modality)
     inputs = {"fixed": str(case.fixed), "moving": str(case.moving), "model_source": source, "case": case.name}
     with staged_folder(folder, overwrite=True) as staging:  # an unfinished earlier attempt is replaced whole
-        fuse_case(fixed, moving, models[source], staging, options, None, inputs)
+        fuse_case(fixed, moving, models[source], staging, options, inputs=inputs, max_memory_gb=run.max_memory_gb)

@@ -16,7 +16,15 @@ import torch
 from ..errors import InputError
 from ..inference import FusionModel, fuse_batch, load_model
 from ..memory import DEFAULT_MAX_MEMORY_GB, check_volume_memory
-from ..options import COLORMAPS, CT_WINDOW_AUTO, DEFAULT_PREALIGN, MIN_SIZE, PREALIGN_MODES
+from ..options import (
+    COLORMAPS,
+    CT_WINDOW_AUTO,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_PERCENTILES,
+    DEFAULT_PREALIGN,
+    MIN_SIZE,
+    PREALIGN_MODES,
+)
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .geometry import (
     Slab,
@@ -61,9 +69,9 @@ def fuse_volumes(
     axis: int | None = None,
     ct_window: str | None = CT_WINDOW_AUTO,
     color_fusion: bool = False,
-    colormap: str = "hot",
-    percentiles: tuple[float, float] = (0.5, 99.5),
-    batch_size: int = 8,
+    colormap: str = COLORMAPS[0],
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
     max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB,

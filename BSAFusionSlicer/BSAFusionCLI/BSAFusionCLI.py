@@ -88,9 +88,8 @@ def run(args: argparse.Namespace) -> None:
 
     from BSAFusionCore.errors import InputError
     from BSAFusionCore.files import staged_files
-    from BSAFusionCore.inference import load_model
+    from BSAFusionCore.inference import load_model, model_source
     from BSAFusionCore.volumes import fuse_volumes
-    from BSAFusionCore.volumes.command import model_source
     from BSAFusionCore.volumes.io import read_volume, write_image, write_text, write_transform
 
     if not args.fixedVolume or not args.movingVolume:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from BSAFusionCore.cli import main
+from BSAFusionCore.cli.batch import parse_shard
 from BSAFusionCore.errors import InputError
-from BSAFusionCore.volumes.batch import parse_shard, read_manifest
+from BSAFusionCore.volumes.batch import read_manifest
 
 
 def write_manifest(folder: Path, phantom_files: dict[str, Path], rows: list[str]) -> Path:

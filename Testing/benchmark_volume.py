@@ -1,6 +1,6 @@
 """Time and peak memory of the volume pipeline on a generated pair of any size.
 
-    python -m BSAFusionCore.volumes.benchmark --shape 512 512 300 [--weights FILE] [--batch-size 8]
+    python Testing/benchmark_volume.py --shape 512 512 300 [--weights FILE] [--batch-size 8]
 
 Without ``--weights`` a randomly initialised network is used: the speed does not depend on the
 weights. Prints one JSON line: wall and CPU ms per slice (all slices, empty ones included),
@@ -20,9 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..inference import load_model, model_from_network
-from ..network import BSAFusionNet
-from .pipeline import fuse_volumes
+from BSAFusionCore.inference import load_model, model_from_network
+from BSAFusionCore.network import BSAFusionNet
+from BSAFusionCore.options import PREALIGN_MODES
+from BSAFusionCore.volumes import fuse_volumes
 
 
 def generated_volume(shape: tuple[int, int, int], spacing: tuple[float, float, float], ct: bool) -> sitk.Image:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="a weights file (default: a random network)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--prealign", default="none", choices=("none", "rigid", "affine"))
+    parser.add_argument("--prealign", default="none", choices=PREALIGN_MODES)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

@@ -1,0 +1,52 @@
+"""The volume options on the command line (``fuse`` and ``batch``), to and from :class:`VolumeOptions`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..options import (
+    COLORMAPS,
+    CT_WINDOW_CHOICES,
+    DEFAULT_CT_WINDOW,
+    PREALIGN_MODES,
+    VolumeOptions,
+)
+
+DEFAULTS = VolumeOptions()
+
+
+def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that only volumes have (the input, output and model options belong to each command)."""
+    group = parser.add_argument_group("volumes (NRRD, NIfTI, MHA, DICOM folder)")
+    group.add_argument("--prealign", choices=PREALIGN_MODES, default=DEFAULTS.prealign,
+                       help=f"3-D pre-alignment before the slice-wise step (default: {DEFAULTS.prealign}; none when "
+                            "the volumes are already aligned)")
+    group.add_argument("--axis", type=int, choices=(0, 1, 2), default=DEFAULTS.axis,
+                       help="ITK index axis to slice through (default: the one nearest inferior-superior)")
+    group.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window,
+                       help=f"map CT intensities (HU) with this window; auto: {DEFAULT_CT_WINDOW} for a CT in HU, "
+                            "else the percentiles; padding below -1024 HU is background (default: auto)")
+    group.add_argument("--color-fusion", action="store_true",
+                       help="colour the (PET/SPECT) moving volume with --colormap; RGB fused output")
+    group.add_argument("--colormap", choices=COLORMAPS, default=DEFAULTS.colormap)
+    group.add_argument("--percentiles", type=float, nargs=2, default=DEFAULTS.percentiles,
+                       metavar=("LOW", "HIGH"), help="intensity percentiles mapped to 0 and 1 (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                       help="slices per model call (default: %(default)s)")
+
+
+def volume_options(args: argparse.Namespace) -> VolumeOptions:
+    return VolumeOptions(
+        prealign=args.prealign, axis=args.axis, ct_window=args.ct_window, color_fusion=args.color_fusion,
+        colormap=args.colormap, percentiles=tuple(args.percentiles), batch_size=args.batch_size,
+    )
+
+
+def given_as_flags(options: VolumeOptions) -> list[str]:
+    """The options set to something else than their default, as ``--name value``."""
+    flags = []
+    for name, value in options.changed().items():
+        values = value if isinstance(value, tuple) else (value,)
+        shown = "" if isinstance(value, bool) else " " + " ".join(map(str, values))
+        flags.append(f"--{name.replace('_', '-')}{shown}")
+    return flags
