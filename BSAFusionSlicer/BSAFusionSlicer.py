@@ -6,7 +6,6 @@ process, keeping the application responsive between slices. torch is imported on
 """
 
 import logging
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Annotated, Union
 
 import slicer
 import vtk
+from BSAFusionSlicerLib import core_path
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -23,9 +23,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-MODULE_DIR = Path(__file__).resolve().parent
-if not (MODULE_DIR / "BSAFusionCore").is_dir() and (MODULE_DIR.parent / "BSAFusionCore").is_dir():
-    sys.path.insert(0, str(MODULE_DIR.parent))  # running from a source checkout, not an installed extension
+core_path.add_core_to_path()
 
 from BSAFusionSlicerLib import cli_route, dependencies  # noqa: E402
 from BSAFusionSlicerLib.logic import (  # noqa: E402

@@ -41,12 +41,12 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """0 when every case of the shard succeeded or was done before, 1 when any failed."""
-    from ..volumes.batch import BatchRun, run_batch
+    from ..volumes.batch import BatchRun, read_manifest, run_batch
 
     batch = BatchRun(
         modality=args.modality, weights=args.weights, options=volume_options(args), device=args.device,
         shard=parse_shard(args.shard), overwrite=args.overwrite, max_memory_gb=args.max_memory,
     )
     with terminal_progress() as progress:
-        status = run_batch(args.manifest, args.output_dir, batch, progress)
+        status = run_batch(read_manifest(args.manifest), args.output_dir, batch, progress)
     return 1 if status["failed"] else 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..modality_guess import guess_modality
 from ..options import MODALITIES
 from ..weights import import_reference
 
@@ -27,13 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_import)
 
 
-def _guess_modality(path: Path) -> str | None:
-    stem = path.stem.upper()
-    return next((m for m in ("SPECT", "PET", "CT") if m in stem), None)
-
-
 def run_import(args: argparse.Namespace) -> int:
-    modality = args.modality or _guess_modality(args.source)
+    modality = args.modality or guess_modality(Path(args.source).stem)
     meta = import_reference(args.source, args.destination, modality=modality,
                             dtype=torch.float16 if args.fp16 else torch.float32)
     log.info("wrote %s (modality %s, sha256 %s)", args.destination, modality, meta["sha256"][:12])

@@ -1,4 +1,5 @@
-"""Many volume pairs from a CSV manifest: one output folder each, resumable, shardable."""
+"""Many volume pairs (a CSV manifest, or a folder of case folders): one output folder each,
+resumable, shardable."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..errors import BSAFusionError, InputError
 from ..files import staged_folder
 from ..inference import FusionModel, check_model_modality, load_model, model_source
 from ..memory import DEFAULT_MAX_MEMORY_GB
+from ..modality_guess import guess_modality
 from ..options import VolumeOptions
 from ..progress import ProgressCallback, report
 from .io import prepare_output_dir, read_volume, write_text
@@ -39,6 +41,7 @@ class Case:
     weights: str | None = None
     prealign: str | None = None
     ct_window: str | None = None
+    problem: str | None = None  # why this case cannot run (reported as a failure, the others go on)
 
 
 def read_manifest(path: Path) -> list[Case]:
@@ -76,6 +79,31 @@ def _case(row: dict[str, str], base: Path, line: int) -> Case:
     )
 
 
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def cases_from_folder(cases_dir: Path, modality: str | None = None, weights: str | None = None) -> list[Case]:
+    """One case per sub-folder of ``cases_dir``, holding two volumes (files or DICOM folders): the
+    moving one named after its modality (``head_ct.nii.gz``, ``PET/``...), the other the MRI. The
+    cases' model: ``weights`` if given, else the bundled one of ``modality`` or of the guessed one."""
+    cases_dir = Path(cases_dir)
+    if not cases_dir.is_dir():
+        raise InputError(f"{cases_dir} is not a folder of case folders")
+    cases = []
+    for folder in sorted(p for p in cases_dir.iterdir() if p.is_dir()):
+        entries = [p for p in sorted(folder.iterdir()) if p.is_dir() or p.name.lower().endswith(VOLUME_SUFFIXES)]
+        moving = [p for p in entries if guess_modality(p.name)]
+        fixed = [p for p in entries if not guess_modality(p.name)]
+        if len(moving) != 1 or len(fixed) != 1:
+            problem = (f"expected one MRI and one CT/PET/SPECT volume (named so), found "
+                       f"{[p.name for p in entries]}")
+            cases.append(Case(folder.name, folder, folder, problem=problem))
+            continue
+        cases.append(Case(folder.name, fixed[0], moving[0], modality=modality or guess_modality(moving[0].name),
+                          weights=weights))
+    return cases
+
+
 def shard_of(cases: list[Case], shard: tuple[int, int]) -> list[Case]:
     """The cases of shard I of N: rows I, I + N, I + 2N, ... (1-based)."""
     index, count = shard
@@ -98,13 +126,13 @@ class BatchRun:
 
 
 def run_batch(
-    manifest: str | os.PathLike[str], output_dir: str | os.PathLike[str], run: BatchRun | None = None,
+    cases: list[Case], output_dir: str | os.PathLike[str], run: BatchRun | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, list[str]]:
     """Process this shard's cases into ``output_dir/<case>/``; returns the names done, skipped (done
     before) and failed (with the reason), also written to ``batch-status-I-of-N.json``."""
     run = run or BatchRun()
-    cases = shard_of(read_manifest(Path(manifest)), run.shard)
+    cases = shard_of(cases, run.shard)
     root = prepare_output_dir(output_dir)
     models: dict[str, FusionModel] = {}
     status: dict[str, list[str]] = {"done": [], "skipped": [], "failed": []}
@@ -132,6 +160,8 @@ def run_batch(
 
 
 def _run_case(case: Case, folder: Path, run: BatchRun, models: dict[str, FusionModel]) -> None:
+    if case.problem:
+        raise InputError(case.problem)
     if case.weights or case.modality:  # the row's own model comes first
         source = model_source(case.modality, case.weights)
     else:

@@ -82,4 +82,4 @@ def fuse_case(
     """Fuse one read pair with ``options`` and write every output into ``folder``; returns the record."""
     result = fuse_volumes(fixed, moving, model, **options.as_kwargs(), progress=progress, cancel=cancel,
                           max_memory_gb=max_memory_gb)
-    return write_outputs(result, fixed, folder, {"inputs": inputs})
+    return write_outputs(result, fixed, folder, inputs)

@@ -12,7 +12,6 @@ cannot disagree. Progress goes to stdout as ``<filter-progress>`` lines, which S
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 
 XML_PATH = Path(__file__).with_suffix(".xml")
 FILTER_NAME = "BSAFusion"
-TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
 
 
 def _import_core() -> None:
@@ -83,60 +81,43 @@ def progress_line(fraction: float, stage: str) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Fuse and write every output that was asked for."""
-    import SimpleITK as sitk
-
+    """Fuse and write every output that was asked for, all together or none."""
     from BSAFusionCore.errors import InputError
     from BSAFusionCore.files import staged_files
     from BSAFusionCore.inference import load_model, model_source
+    from BSAFusionCore.options import VolumeOptions
     from BSAFusionCore.volumes import fuse_volumes
-    from BSAFusionCore.volumes.io import read_volume, write_image, write_text, write_transform
+    from BSAFusionCore.volumes.io import read_volume, write_image, write_transform
+    from BSAFusionCore.volumes.outputs import run_record, write_displacement, write_record
 
     if not args.fixedVolume or not args.movingVolume:
         raise InputError("both the fixed and the moving volume are needed")
     outputs = (args.fusedVolume, args.warpedVolume, args.displacementTransform, args.recordFile)
     if not any(outputs):
         raise InputError("no output was asked for (--fused, --warped, --displacement or --record)")
+    options = VolumeOptions(
+        prealign=args.prealign, axis=None if args.axis < 0 else args.axis, ct_window=args.ctWindow,
+        color_fusion=args.colorFusion, colormap=args.colormap,
+        percentiles=(args.lowPercentile, args.highPercentile), batch_size=args.batchSize,
+    )
     fixed = read_volume(args.fixedVolume, "fixed volume")
     moving = read_volume(args.movingVolume, "moving volume")
     source = model_source(args.modality, args.weights)
     model = load_model(source, device=None if args.device in (None, "", "auto") else args.device)
-    result = fuse_volumes(
-        fixed,
-        moving,
-        model,
-        prealign=args.prealign,
-        axis=None if args.axis < 0 else args.axis,
-        ct_window=args.ctWindow,
-        color_fusion=args.colorFusion,
-        colormap=args.colormap,
-        percentiles=(args.lowPercentile, args.highPercentile),
-        batch_size=args.batchSize,
-        progress=progress_line,
-    )
-    wanted = [(path, kind) for path, kind in (
-        (args.fusedVolume, "fused"), (args.warpedVolume, "warped"), (args.displacementTransform, "displacement"),
-        (args.prealignmentTransform if result.prealignment is not None else None, "prealignment"),
-        (args.recordFile, "record"),
-    ) if path]
-    with staged_files([path for path, _ in wanted]) as temps:  # all outputs appear together, or none
-        for temp, (_, kind) in zip(temps, wanted, strict=True):
-            if kind == "fused":
-                write_image(result.fused, temp)
-            elif kind == "warped":
-                write_image(result.warped, temp)
-            elif kind == "displacement" and temp.suffix.lower() in TRANSFORM_SUFFIXES:
-                write_transform(sitk.DisplacementFieldTransform(sitk.Image(result.displacement)), temp)
-            elif kind == "displacement":
-                write_image(result.displacement, temp)
-            elif kind == "prealignment":
-                write_transform(result.prealignment, temp)
-            else:
-                record = {
-                    "inputs": {"fixed": args.fixedVolume, "moving": args.movingVolume, "model_source": source},
-                    **result.record,
-                }
-                write_text(json.dumps(record, indent=2, default=str) + "\n", temp)
+    result = fuse_volumes(fixed, moving, model, **options.as_kwargs(), progress=progress_line)
+    inputs = {"fixed": args.fixedVolume, "moving": args.movingVolume, "model_source": source}
+    writers = [
+        (args.fusedVolume, lambda path: write_image(result.fused, path)),
+        (args.warpedVolume, lambda path: write_image(result.warped, path)),
+        (args.displacementTransform, lambda path: write_displacement(result, path)),
+        (args.prealignmentTransform if result.prealignment is not None else None,
+         lambda path: write_transform(result.prealignment, path)),
+        (args.recordFile, lambda path: write_record(run_record(result, inputs), path)),
+    ]
+    wanted = [(target, write) for target, write in writers if target]
+    with staged_files([target for target, _ in wanted]) as temps:  # all outputs appear together, or none
+        for temp, (_, write) in zip(temps, wanted, strict=True):
+            write(temp)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

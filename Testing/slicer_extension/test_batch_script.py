@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("slicer")
 torch = pytest.importorskip("torch")
 
 from BSAFusionCore.network import BSAFusionNet  # noqa: E402
@@ -46,16 +45,21 @@ def test_batch_processes_good_cases_reports_bad_ones_and_resumes(
     sitk.WriteImage(sitk.Cast(fixed_image, sitk.sitkInt16), str(cases / "case2" / "t2_mri.nrrd"))
     out = tmp_path / "out"
 
-    assert batch.main([str(cases), str(out), "--model", str(weights), "--device", "cpu"]) == 1
-    assert sorted(p.name for p in out.iterdir()) == ["case1"]  # case2 has no CT: reported, nothing written
+    assert batch.main([str(cases), str(out), "--model", str(weights), "--device", "cpu", "--prealign", "none"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["batch-status-1-of-1.json", "case1"]  # case2 has no CT
+    status = json.loads((out / "batch-status-1-of-1.json").read_text())
+    assert status["done"] == ["case1"] and status["failed"][0].startswith("case2: expected one MRI and one CT")
     result = out / "case1"
-    assert sorted(p.name for p in result.iterdir()) == ["displacement.h5", "fused.nrrd", "record.json", "warped.nrrd"]
-    assert json.loads((result / "record.json").read_text())["inputs"]["moving"].endswith("head_ct.nii.gz")
+    assert sorted(p.name for p in result.iterdir()) == [
+        "displacement.nrrd", "fused.nrrd", "preview.png", "record.json", "warped.nrrd"]
+    record = json.loads((result / "record.json").read_text())
+    assert record["inputs"]["moving"].endswith("head_ct.nii.gz") and record["inputs"]["model_source"] == str(weights)
 
     fused = sitk.ReadImage(str(result / "fused.nrrd"))
     assert fused.GetSize() == fixed_image.GetSize()
     np.testing.assert_allclose(fused.GetDirection(), fixed_image.GetDirection(), atol=1e-6)
-    transform = sitk.ReadTransform(str(result / "displacement.h5"))
+    field = sitk.ReadImage(str(result / "displacement.nrrd"))
+    transform = sitk.DisplacementFieldTransform(field)
     moving = sitk.ReadImage(str(cases / "case1" / "head_ct.nii.gz"), sitk.sitkFloat32)
     warped = sitk.GetArrayFromImage(sitk.ReadImage(str(result / "warped.nrrd")))
     again = sitk.GetArrayFromImage(sitk.Resample(moving, fixed_image, transform, sitk.sitkLinear, -1e4))
@@ -66,3 +70,4 @@ def test_batch_processes_good_cases_reports_bad_ones_and_resumes(
     (result / "record.json").write_text("{}")  # a finished case is not redone
     assert batch.main([str(cases), str(out), "--model", str(weights), "--device", "cpu"]) == 1
     assert (result / "record.json").read_text() == "{}"
+    assert batch.main([str(tmp_path / "missing"), str(out)]) == 2

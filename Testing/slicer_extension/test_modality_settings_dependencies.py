@@ -9,10 +9,11 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from BSAFusionSlicerLib import dependencies  # noqa: E402
-from BSAFusionSlicerLib.modality import guess_modality, guess_node_modality  # noqa: E402
+from BSAFusionSlicerLib.modality import guess_node_modality  # noqa: E402
 from BSAFusionSlicerLib.settings import PanelSettings  # noqa: E402
 
 from BSAFusionCore.errors import InputError  # noqa: E402
+from BSAFusionCore.modality_guess import guess_modality  # noqa: E402
 
 
 @pytest.mark.parametrize(
