@@ -142,8 +142,7 @@ def read_reference_checkpoint(path: str | Path) -> dict[str, Tensor]:
         raise WeightsError(
             f"{path} is not a BSAFusion checkpoint: expected the keys {sorted(CHECKPOINT_PARTS)}, found {keys}"
         )
-    state = {f"{part}.{name}": tensor.float()
-             for key, part in CHECKPOINT_PARTS.items() for name, tensor in checkpoint[key].items()}
+    state = {name: tensor.float() for name, tensor in BSAFusionNet.state_from_reference(checkpoint).items()}
     check_state(state, path)
     return state
 

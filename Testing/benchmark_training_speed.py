@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from BSAFusionCore.examples import head_phantom
-from BSAFusionCore.training.data import PairSample, make_batch
+from BSAFusionCore.pairs import PairSample
+from BSAFusionCore.training.data import make_batch
 from BSAFusionCore.training.trainer import STAGES, TrainConfig, Trainer, describe_hardware
 
 

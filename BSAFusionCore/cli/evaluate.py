@@ -15,7 +15,6 @@ from ..evaluation import (
     SINGLE_STAGE,
     CaseResult,
     EvalCase,
-    aanlib_pairs,
     evaluate,
     generated_cases,
     load_folder_cases,
@@ -25,6 +24,7 @@ from ..evaluation import (
 from ..evaluation.methods import Method
 from ..evaluation.writer import SUMMARY_MD
 from ..inference import FusionModel, check_model_modality, load_model
+from ..pairs import aanlib_files
 from .common import add_model_arguments, modality_of, run_record, write_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def load_cases(args: argparse.Namespace) -> tuple[list[EvalCase], str]:
         cases = load_folder_cases(args.testset)
         return cases, f"test set {args.testset} ({len(cases)} cases)"
     chosen = {case.strip() for case in args.cases.split(",")} if args.cases else None
-    pairs = aanlib_pairs(args.aligned, modality_of(args), chosen)
+    pairs = aanlib_files(args.aligned, modality_of(args), chosen)
     cases = generated_cases(pairs, seed=args.seed, count=args.count,
                             max_translation=args.max_translation, elastic_magnitude=args.elastic)
     which = f" (cases {args.cases})" if args.cases else ""

@@ -152,37 +152,37 @@ def _split_samples(args: argparse.Namespace, size: int):
     """(training, held-out, description): several modalities are split one by one, as alone."""
     from dataclasses import replace
 
-    from ..training import data
+    from .. import pairs
 
     modalities = _modalities(args)
     if len(modalities) == 1:
         samples, description = _load_samples(args, size)
-        return *data.split_by_case(samples, args.val_fraction, args.seed), description
+        return *pairs.split_by_case(samples, args.val_fraction, args.seed), description
     train, val = [], []
     for modality in modalities:
-        samples = data.load_file_pairs(data.aanlib_pairs(args.aanlib, modality), size)
+        samples = pairs.load_file_pairs(pairs.aanlib_files(args.aanlib, modality), size)
         samples = [replace(s, case=f"{modality}:{s.case}", name=f"{modality}:{s.name}") for s in samples]
-        part_train, part_val = data.split_by_case(samples, args.val_fraction, args.seed)
+        part_train, part_val = pairs.split_by_case(samples, args.val_fraction, args.seed)
         train += part_train
         val += part_val
     return train, val, f"{args.aanlib} ({', '.join(f'{m}-MRI' for m in modalities)})"
 
 
 def _load_samples(args: argparse.Namespace, size: int):
-    from ..training import data
+    from .. import pairs
 
     sources = [s for s in (args.aanlib, args.pairs_csv, args.volume_pair) if s]
     if len(sources) != 1:
         raise InputError("give exactly one data source: --aanlib, --pairs-csv or --volume-pair")
     if args.aanlib:
-        pairs = data.aanlib_pairs(args.aanlib, args.modality)
-        return data.load_file_pairs(pairs, size), f"{args.aanlib} ({args.modality}-MRI)"
+        files = pairs.aanlib_files(args.aanlib, args.modality)
+        return pairs.load_file_pairs(files, size), f"{args.aanlib} ({args.modality}-MRI)"
     if args.pairs_csv:
-        pairs = data.csv_pairs(args.pairs_csv)
-        return data.load_file_pairs(pairs, size), str(args.pairs_csv)
+        files = pairs.csv_files(args.pairs_csv)
+        return pairs.load_file_pairs(files, size), str(args.pairs_csv)
     samples = []
     for fixed, moving in args.volume_pair:
-        samples += data.load_volume_pair(fixed, moving, size, axis=args.axis)
+        samples += pairs.load_volume_pair(fixed, moving, size, axis=args.axis)
     return samples, ", ".join(f"{f.name} + {m.name} (axis {args.axis})" for f, m in args.volume_pair)
 
 

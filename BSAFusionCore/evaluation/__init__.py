@@ -12,7 +12,7 @@ from .methods import (
     single_stage,
 )
 from .run import CaseResult, evaluate
-from .testset import EvalCase, aanlib_pairs, deformed_case, generated_cases, load_folder_cases
+from .testset import EvalCase, deformed_case, generated_cases, load_folder_cases
 from .writer import write_results
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "CaseResult",
     "EvalCase",
     "MethodOutput",
-    "aanlib_pairs",
     "benchmark_methods",
     "bspline_then_fusion",
     "deformed_case",

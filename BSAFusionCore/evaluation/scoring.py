@@ -12,7 +12,6 @@ LABEL_SUFFIX = "label"
 """Fusion metrics with A = the aligned label: the honest reference for unaligned inputs."""
 WARPED_SUFFIX = "warped"
 """Fusion metrics with A = the method's own warped image, as in the paper's protocol."""
-REGISTRATION_COLUMNS = ("NCC", "SSIM", "MAE", "EPE", "EPE95", "Folding")
 
 
 def fusion_columns() -> list[str]:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..deformation import invert_displacement, random_deformation
 from ..errors import InputError
 from ..images import IMAGE_SUFFIXES, read_image
-from ..training.data import aanlib_pairs as training_pairs
-from ..training.deformation import invert_displacement, random_deformation
+from ..pairs import PairFiles
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def deformed_case(
 
 
 def generated_cases(
-    pairs: list[tuple[Path, Path]],
+    pairs: list[PairFiles],
     *,
     seed: int,
     count: int | None = None,
@@ -134,7 +134,7 @@ def generated_cases(
         order = torch.randperm(len(pairs), generator=generator)[:count].sort().values.tolist()
         pairs = [pairs[i] for i in order]
     cases = []
-    for fixed_path, moving_path in pairs:
+    for fixed_path, moving_path, _case in pairs:
         fixed = _grayscale(read_image(fixed_path), fixed_path)
         cases.append(
             deformed_case(
@@ -147,15 +147,3 @@ def generated_cases(
             )
         )
     return cases
-
-
-def aanlib_pairs(root: str | Path, modality: str, cases: set[str] | None = None) -> list[tuple[Path, Path]]:
-    """Aligned ``(MRI, other)`` files of an aanlib-style folder ``root/<X>-MRI/{MRI,<X>}``; with ``cases``,
-    only those cases (the number before a name's 3-digit slice number, e.g. ``28`` for ``28010.png``)."""
-    pairs = training_pairs(Path(root), modality)
-    if cases is not None:
-        unknown = sorted(cases - {case for _, _, case in pairs})
-        if unknown:
-            raise InputError(f"{root} has no {modality}-MRI case {', '.join(unknown)}")
-        pairs = [pair for pair in pairs if pair[2] in cases]
-    return [(fixed, moving) for fixed, moving, _case in pairs]

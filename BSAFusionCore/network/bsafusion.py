@@ -130,6 +130,13 @@ class BSAFusionNet(nn.Module):
         """The authors' checkpoint layout: four state dicts."""
         return {key: getattr(self, part).state_dict() for key, part in CHECKPOINT_PARTS.items()}
 
+    @staticmethod
+    def state_from_reference(checkpoint: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The authors' four-dict layout as one flat state dict of this network (the inverse of
+        :meth:`reference_state_dict`)."""
+        return {f"{part}.{name}": tensor
+                for key, part in CHECKPOINT_PARTS.items() for name, tensor in checkpoint[key].items()}
+
     def load_reference_state_dict(self, checkpoint: dict[str, dict[str, Tensor]]) -> None:
         """Load the authors' four-dict layout (strict: every key and shape must match)."""
         for key, part in CHECKPOINT_PARTS.items():

@@ -102,6 +102,15 @@ class BidirectionalAlignment(nn.Module):
             self.add_module(f"f2_FR{i}", RegistrationLayer(CHANNELS[i - 1], CHANNELS[i]))
         self.D = _Decoder()
 
+    def flow_heads(self) -> list[tuple[int, nn.Conv2d]]:
+        """(level, last convolution) of every flow head, both sides, levels 1..5 (training sets their
+        initialisation and learning rates)."""
+        return [
+            (level, getattr(self, f"{side}_FR{level}").flow_output[0])
+            for side in ("f1", "f2")
+            for level in range(1, LEVELS + 1)
+        ]
+
     def forward(self, map_a: Tensor, map_b: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Per-level flows (fixed side, moving side) for token maps TA, TB."""
         feat_a, feat_b, state_a, state_b = map_a, map_b, map_a, map_b

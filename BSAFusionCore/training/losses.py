@@ -53,7 +53,7 @@ def smoothness_loss(levels_fixed: list[Tensor], levels_moving: list[Tensor], flo
     return total
 
 
-def endpoint_error(flow: Tensor, true_flow: Tensor) -> Tensor:
+def endpoint_errors(flow: Tensor, true_flow: Tensor) -> Tensor:
     """Mean endpoint error in pixels per image of (N,2,H,W) flows."""
     return (flow - true_flow).norm(dim=1).flatten(1).mean(dim=1)
 
@@ -63,7 +63,7 @@ def flow_supervision_loss(flow: Tensor, true_flow: Tensor) -> Tensor:
 
     Not a loss of the paper: an optional extra signal, since the generator knows the exact answer.
     """
-    return endpoint_error(flow, true_flow).mean()
+    return endpoint_errors(flow, true_flow).mean()
 
 
 def registration_loss(label: Tensor, warped: Tensor) -> Tensor:

@@ -27,15 +27,16 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..deformation import invert_displacement, random_deformation
 from ..errors import InputError
 from ..files import atomic_output
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..network.registration import LEVELS
 from ..options import MIN_SIZE, SIZE_MULTIPLE, WORKING_SIZE
+from ..pairs import PairSample
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .curriculum import mix_pairs, pair_mix
-from .data import PairSample, make_batch
-from .deformation import invert_displacement, random_deformation
+from .data import make_batch
 from .losses import bsafusion_loss, registration_stage_loss
 from .validation import ValidationSet, make_validation_set, validate
 
@@ -180,15 +181,6 @@ def check_working_size(size: int, name: str) -> None:
         raise InputError(f"{name} must be a multiple of {SIZE_MULTIPLE} and >= {MIN_SIZE}, got {size}")
 
 
-def flow_heads(net: BSAFusionNet) -> list[tuple[int, nn.Conv2d]]:
-    """(level, last convolution) of every BSFA flow head, both sides, levels 1..5."""
-    return [
-        (level, getattr(net.reg_net, f"{side}_FR{level}").flow_output[0])
-        for side in ("f1", "f2")
-        for level in range(1, LEVELS + 1)
-    ]
-
-
 def zero_flow_heads(net: BSAFusionNet) -> None:
     """Zero the last convolution of every BSFA flow head, so a fresh network predicts no motion.
 
@@ -197,7 +189,7 @@ def zero_flow_heads(net: BSAFusionNet) -> None:
     on it, which matters when the training budget is short.
     """
     with torch.no_grad():
-        for _, conv in flow_heads(net):
+        for _, conv in net.reg_net.flow_heads():
             conv.weight.zero_()
             conv.bias.zero_()
 
@@ -210,7 +202,8 @@ def flow_head_groups(net: BSAFusionNet, lr: float, level_scaled: bool) -> list[d
     lr the coarse heads move the displacement 16x faster (in pixels) than the finest; a step of the
     level-1 head then shifts the field by pixels and training oscillates (docs/training.md).
     """
-    head_levels = {id(p): level for level, conv in flow_heads(net) for p in conv.parameters()} if level_scaled else {}
+    heads = net.reg_net.flow_heads() if level_scaled else []
+    head_levels = {id(p): level for level, conv in heads for p in conv.parameters()}
     scaled: dict[float, list[nn.Parameter]] = {}
     for parameter in net.parameters():
         if parameter.requires_grad:

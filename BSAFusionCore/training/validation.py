@@ -18,13 +18,14 @@ import torch
 from kornia.metrics import ssim
 from torch import Tensor, nn
 
+from ..deformation import invert_displacement, random_deformation
 from ..metrics import fusion_metrics
 from ..metrics.fusion import MIN_SIDE
 from ..metrics.registration import folding_fraction
 from ..network import resize_flow, resize_image, warp_image
-from .data import PairSample, make_batch
-from .deformation import invert_displacement, random_deformation
-from .losses import endpoint_error
+from ..pairs import PairSample
+from .data import make_batch
+from .losses import endpoint_errors
 
 
 @dataclass
@@ -55,7 +56,7 @@ def make_validation_set(samples: list[PairSample], deformation: dict, seed: int)
     return ValidationSet(fixed, label, moving, invert_displacement(displacement), [group_of(s) for s in samples])
 
 
-def ncc(a: Tensor, b: Tensor) -> Tensor:
+def ncc_per_image(a: Tensor, b: Tensor) -> Tensor:
     """Global normalised cross-correlation per image of (N,1,H,W) batches."""
     a = a.flatten(1) - a.flatten(1).mean(dim=1, keepdim=True)
     b = b.flatten(1) - b.flatten(1).mean(dim=1, keepdim=True)
@@ -99,12 +100,12 @@ def validate(
             flow = resize_flow(out.flow.float(), shape)
             warped = warp_image(moving, flow)
             figures = {
-                "epe": endpoint_error(flow, true_flow),
+                "epe": endpoint_errors(flow, true_flow),
                 "ssim": ssim_per_image(warped, label),
-                "ncc": ncc(warped, label),
-                "epe_unregistered": endpoint_error(torch.zeros_like(true_flow), true_flow),
+                "ncc": ncc_per_image(warped, label),
+                "epe_unregistered": endpoint_errors(torch.zeros_like(true_flow), true_flow),
                 "ssim_unregistered": ssim_per_image(moving, label),
-                "ncc_unregistered": ncc(moving, label),
+                "ncc_unregistered": ncc_per_image(moving, label),
             }
             rows = torch.stack(list(figures.values()), dim=1).tolist()
             flows = flow.permute(0, 2, 3, 1).cpu().numpy()

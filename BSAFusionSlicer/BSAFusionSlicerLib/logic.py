@@ -94,7 +94,7 @@ def process(
 
     result = fuse_volumes(fixed, moving, model, progress=progressCallback, **options)
     report(progressCallback, 1.0, "writing outputs")
-    return write_outputs(
+    return fill_output_nodes(
         scene,
         OutputNodes(fusedVolumeNode, warpedVolumeNode, transformNode),
         result.fused,
@@ -126,7 +126,7 @@ def volume_class(image: sitk.Image) -> str:
     return VECTOR_VOLUME if image.GetNumberOfComponentsPerPixel() > 1 else SCALAR_VOLUME
 
 
-def write_outputs(
+def fill_output_nodes(
     scene,
     nodes: OutputNodes,
     fused: sitk.Image,

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from BSAFusionCore.errors import InputError
-from BSAFusionCore.evaluation import aanlib_pairs, generated_cases, load_folder_cases
+from BSAFusionCore.evaluation import generated_cases, load_folder_cases
 from BSAFusionCore.images import write_image
 from BSAFusionCore.metrics import similarity_metrics
 from BSAFusionCore.network.warp import warp_image
+from BSAFusionCore.pairs import aanlib_files
 
 SIZE = 64  # the conftest's images
 
@@ -38,7 +39,7 @@ def test_cases_of_different_sizes_are_refused(tmp_path):
 
 
 def test_generated_cases_are_reproducible_and_seeded(aligned_dir):
-    pairs = aanlib_pairs(aligned_dir, "CT")
+    pairs = aanlib_files(aligned_dir, "CT")
     first = generated_cases(pairs, seed=3, count=2)
     again = generated_cases(pairs, seed=3, count=2)
     other = generated_cases(pairs, seed=4, count=2)
@@ -51,7 +52,7 @@ def test_generated_cases_are_reproducible_and_seeded(aligned_dir):
 
 
 def test_generated_truth_aligns_the_moving_image(aligned_dir):
-    case = generated_cases(aanlib_pairs(aligned_dir, "CT"), seed=0, elastic_magnitude=2.0)[0]
+    case = generated_cases(aanlib_files(aligned_dir, "CT"), seed=0, elastic_magnitude=2.0)[0]
     assert case.truth.shape == (SIZE, SIZE, 2)
     assert np.abs(case.truth).mean() > 1.0  # a real deformation (about 8 px at this magnitude)
     moving = torch.from_numpy(case.moving.astype(np.float32))[None, None]
@@ -64,4 +65,4 @@ def test_generated_truth_aligns_the_moving_image(aligned_dir):
 
 def test_bad_count_is_refused(aligned_dir):
     with pytest.raises(InputError, match="count"):
-        generated_cases(aanlib_pairs(aligned_dir, "CT"), seed=0, count=0)
+        generated_cases(aanlib_files(aligned_dir, "CT"), seed=0, count=0)

@@ -19,7 +19,7 @@ from mrml_helpers import (
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from BSAFusionSlicerLib.logic import RECORD_ATTRIBUTE, OutputNodes, process, write_outputs  # noqa: E402
+from BSAFusionSlicerLib.logic import RECORD_ATTRIBUTE, OutputNodes, fill_output_nodes, process  # noqa: E402
 from BSAFusionSlicerLib.volume_nodes import image_from_volume_node  # noqa: E402
 
 from BSAFusionCore.errors import InputError  # noqa: E402
@@ -39,7 +39,9 @@ def test_created_outputs_lie_on_the_fixed_geometry(scene_with_inputs, fixed_imag
     before = node_state(fixed_node), node_state(moving_node)
     warped = warp_with_sitk(moving_image, fixed_image, displacement)
     fused = sitk.RescaleIntensity(fixed_image, 0.0, 1.0)
-    nodes = write_outputs(scene, OutputNodes(None, None, None), fused, warped, displacement, name="CT", record=RECORD)
+    nodes = fill_output_nodes(
+        scene, OutputNodes(None, None, None), fused, warped, displacement, name="CT", record=RECORD
+    )
 
     assert nodes.fused.GetClassName() == "vtkMRMLScalarVolumeNode"
     assert nodes.transform.GetClassName() == "vtkMRMLGridTransformNode"
@@ -67,7 +69,7 @@ def test_given_output_nodes_are_filled_not_duplicated(scene_with_inputs, fixed_i
     given.warped.SetAndObserveTransformNodeID(scene.AddNewNodeByClass("vtkMRMLLinearTransformNode").GetID())
     count = scene.GetNumberOfNodes()
     warped = warp_with_sitk(moving_image, fixed_image, displacement)
-    nodes = write_outputs(scene, given, fixed_image, warped, displacement, name="CT", record=RECORD)
+    nodes = fill_output_nodes(scene, given, fixed_image, warped, displacement, name="CT", record=RECORD)
     assert tuple(nodes) == tuple(given)
     assert scene.GetNumberOfNodes() - count <= 2  # at most the display nodes of the two volumes
     assert nodes.warped.GetTransformNodeID() is None
@@ -80,7 +82,7 @@ def test_rgb_fusion_becomes_a_vector_volume(scene_with_inputs, fixed_image, movi
         fixed_image.GetSize(), fixed_image.GetSpacing(), fixed_image.GetOrigin(), rotation(0.1, 0.05, 0.3), 3
     )
     warped = warp_with_sitk(moving_image, fixed_image, displacement)
-    nodes = write_outputs(scene, OutputNodes(None, None, None), rgb, warped, displacement, name="PET", record={})
+    nodes = fill_output_nodes(scene, OutputNodes(None, None, None), rgb, warped, displacement, name="PET", record={})
     assert nodes.fused.GetClassName() == "vtkMRMLVectorVolumeNode"
     back = image_from_volume_node(nodes.fused)
     assert back.GetNumberOfComponentsPerPixel() == 3

@@ -12,33 +12,33 @@ from training_phantoms import phantom_pair, write_aanlib, write_png
 
 from BSAFusionCore.color import rgb_to_ycbcr
 from BSAFusionCore.errors import InputError
-from BSAFusionCore.training.data import (
-    aanlib_pairs,
-    augment,
-    csv_pairs,
+from BSAFusionCore.pairs import (
+    PairSample,
+    aanlib_files,
+    csv_files,
     load_file_pairs,
     load_volume_pair,
-    make_batch,
     prepare_pair,
     split_by_case,
 )
+from BSAFusionCore.training.data import augment, make_batch
 
 
 def test_aanlib_folders_grayscale(tmp_path: Path) -> None:
     write_aanlib(tmp_path, "CT", cases=2, slices=3, size=48)
-    pairs = aanlib_pairs(tmp_path, "CT")
+    pairs = aanlib_files(tmp_path, "CT")
     assert len(pairs) == 6 and {case for _, _, case in pairs} == {"7", "14"}
     samples = load_file_pairs(pairs, 32)
     assert samples[0].fixed.shape == (1, 32, 32) and samples[0].moving.shape == (1, 32, 32)
     for s in samples:
         assert s.fixed.min() == 0 and s.fixed.max() == 1
     # The <X>-MRI folder itself works too.
-    assert len(aanlib_pairs(tmp_path / "CT-MRI", "CT")) == 6
+    assert len(aanlib_files(tmp_path / "CT-MRI", "CT")) == 6
 
 
 def test_rgb_moving_images_become_y(tmp_path: Path) -> None:
     write_aanlib(tmp_path, "PET", cases=1, slices=1, size=32, rgb=True)
-    (fixed_path, moving_path, _), = aanlib_pairs(tmp_path, "PET")
+    (fixed_path, moving_path, _), = aanlib_files(tmp_path, "PET")
     sample, = load_file_pairs([(fixed_path, moving_path, "x")], 32)
     rgb = sitk.GetArrayFromImage(sitk.ReadImage(str(moving_path))).astype(np.float32)
     rgb = torch.from_numpy((rgb - rgb.min()) / (rgb.max() - rgb.min())).permute(2, 0, 1)[None]
@@ -48,24 +48,24 @@ def test_rgb_moving_images_become_y(tmp_path: Path) -> None:
 def test_missing_partner_and_empty_folders(tmp_path: Path) -> None:
     write_aanlib(tmp_path, "CT", cases=1, slices=2, size=32)
     (tmp_path / "CT-MRI" / "CT" / "7010.png").unlink()
-    assert len(aanlib_pairs(tmp_path, "CT")) == 1
+    assert len(aanlib_files(tmp_path, "CT")) == 1
     with pytest.raises(InputError, match="expected folders"):
-        aanlib_pairs(tmp_path, "SPECT")
+        aanlib_files(tmp_path, "SPECT")
 
 
-def test_csv_pairs(tmp_path: Path) -> None:
+def test_csv_files(tmp_path: Path) -> None:
     mri, ct = phantom_pair(32, 0)
     write_png(mri, tmp_path / "a" / "mri.png")
     write_png(ct, tmp_path / "b" / "ct.png")
     (tmp_path / "pairs.csv").write_text("fixed,moving,case\na/mri.png,b/ct.png,p1\n")
-    pairs = csv_pairs(tmp_path / "pairs.csv")
+    pairs = csv_files(tmp_path / "pairs.csv")
     assert pairs == [(tmp_path / "a" / "mri.png", tmp_path / "b" / "ct.png", "p1")]
     (tmp_path / "bad.csv").write_text("mri,ct\na/mri.png,b/ct.png\n")
     with pytest.raises(InputError, match="'fixed' and 'moving'"):
-        csv_pairs(tmp_path / "bad.csv")
+        csv_files(tmp_path / "bad.csv")
     (tmp_path / "missing.csv").write_text("fixed,moving\na/mri.png,b/nothing.png\n")
     with pytest.raises(InputError, match="does not exist"):
-        csv_pairs(tmp_path / "missing.csv")
+        csv_files(tmp_path / "missing.csv")
 
 
 def test_volume_pair_slices(tmp_path: Path) -> None:
@@ -93,7 +93,6 @@ def test_prepare_pair_checks_and_does_not_modify() -> None:
 
 
 def test_split_holds_out_whole_cases() -> None:
-    from BSAFusionCore.training.data import PairSample
 
     image = torch.zeros(1, 32, 32)
     samples = [PairSample(image, image, f"{c}", f"{c}-{s}") for c in range(10) for s in range(3)]
@@ -118,6 +117,5 @@ def test_augmentation_is_identical_for_both_images() -> None:
 
 
 def _sample(image: torch.Tensor):
-    from BSAFusionCore.training.data import PairSample
 
     return PairSample(image, image, "c", "n")

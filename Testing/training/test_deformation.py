@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from BSAFusionCore.deformation import invert_displacement, random_deformation, random_displacement
 from BSAFusionCore.errors import InputError
 from BSAFusionCore.network import warp_image
-from BSAFusionCore.training import invert_displacement, random_deformation, random_displacement
 
 INTERIOR = (slice(None), slice(None), slice(16, -16), slice(16, -16))
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from training_phantoms import phantom_pair
 
+from BSAFusionCore.deformation import invert_displacement, random_deformation
 from BSAFusionCore.errors import Cancelled, InputError
-from BSAFusionCore.training.data import PairSample, make_batch, prepare_pair
-from BSAFusionCore.training.deformation import invert_displacement, random_deformation
+from BSAFusionCore.pairs import PairSample, prepare_pair
+from BSAFusionCore.training.data import make_batch
 from BSAFusionCore.training.losses import bsafusion_loss, flow_supervision_loss
 from BSAFusionCore.training.trainer import (
     BEST_CHECKPOINT,

@@ -11,8 +11,8 @@ import torch
 from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
-from ..errors import InputError
-from ..network.warp import warp_image
+from .errors import InputError
+from .network.warp import warp_image
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
