@@ -19,16 +19,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import BSAFusionError, Cancelled, InputError, WeightsError
 
 if TYPE_CHECKING:
-    from .inference import (
-        BatchFusion,
-        FusionModel,
-        FusionResult,
-        fuse_batch,
-        fuse_images,
-        load_model,
-        model_from_network,
-        resolve_device,
-    )
+    from .inference import BatchFusion, FusionResult, fuse_batch, fuse_images
+    from .model import FusionModel, load_model, model_from_network, resolve_device
 
 __version__ = "0.1.0"
 
@@ -47,10 +39,12 @@ __all__ = [
     "model_from_network",
     "resolve_device",
 ]
-_INFERENCE = set(__all__) - {"BSAFusionError", "Cancelled", "InputError", "WeightsError", "__version__"}
+_LAZY = {"BatchFusion": ".inference", "FusionResult": ".inference", "fuse_batch": ".inference",
+         "fuse_images": ".inference", "FusionModel": ".model", "load_model": ".model",
+         "model_from_network": ".model", "resolve_device": ".model"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _INFERENCE:
-        return getattr(importlib.import_module(".inference", __name__), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import torch
 
-from BSAFusionCore.inference import model_from_network
+from BSAFusionCore.model import model_from_network
 from BSAFusionCore.network import BSAFusionNet
 
 PARTS = ("encoder", "transfer.classifier", "transfer.transfer", "reg_net", "fusion_net")

@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from BSAFusionCore.inference import load_model, model_from_network
+from BSAFusionCore.model import load_model, model_from_network
 from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.options import PREALIGN_MODES
 from BSAFusionCore.volumes import fuse_volumes

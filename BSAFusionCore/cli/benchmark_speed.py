@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..inference import fuse_batch, model_from_network, resolve_device
+from ..inference import fuse_batch
+from ..model import model_from_network, resolve_device
 from ..network import BSAFusionNet
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ from ..errors import WeightsError
 from ..examples import example_pair, head_phantom
 from ..figures import labelled_panels
 from ..images import write_image
-from ..inference import FusionModel, fuse_images, load_model, model_from_network
+from ..inference import fuse_images
 from ..metrics.registration import similarity_metrics
+from ..model import FusionModel, load_model, model_from_network
 from ..network import BSAFusionNet
 from .common import run_record, write_json
 

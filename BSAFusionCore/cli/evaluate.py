@@ -23,7 +23,7 @@ from ..evaluation import (
 )
 from ..evaluation.methods import Method
 from ..evaluation.writer import SUMMARY_MD
-from ..inference import FusionModel, check_model_modality, load_model
+from ..model import FusionModel, check_model_modality, load_model
 from ..pairs import aanlib_files
 from .common import add_model_arguments, modality_of, run_record, write_json
 

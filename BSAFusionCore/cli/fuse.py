@@ -12,8 +12,9 @@ import numpy as np
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
 from ..images import is_2d_image_file, read_image, write_image
-from ..inference import check_model_modality, fuse_images, load_model, resolve_device
+from ..inference import fuse_images
 from ..memory import check_2d_memory, file_image_info
+from ..model import check_model_modality, load_model, resolve_device
 from .common import (
     add_memory_argument,
     add_model_arguments,

@@ -194,7 +194,7 @@ def _initial_state(source: str):
 
         checkpoint = load_checkpoint(Path(source))
         return checkpoint["model"], registers(TrainConfig.from_dict(checkpoint["config"]))
-    from ..inference import load_model
+    from ..model import load_model
 
     start = load_model(source, device="cpu")
     return start.net.state_dict(), start.registers

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..color import rgb_to_ycbcr
-from ..inference import BatchFusion, FusionModel, fuse_batch
+from ..inference import BatchFusion, fuse_batch
+from ..model import FusionModel
 from .bspline import BSplineSettings, displacement_of, register_bspline, warp_with
 from .testset import EvalCase, channels_first, channels_last
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..inference import FusionModel
+from ..model import FusionModel
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .methods import Method
 from .scoring import score

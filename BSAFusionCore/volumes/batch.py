@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import BSAFusionError, InputError
 from ..files import staged_folder
-from ..inference import FusionModel, check_model_modality, load_model, model_source
 from ..memory import DEFAULT_MAX_MEMORY_GB
 from ..modality_guess import guess_modality
+from ..model import FusionModel, check_model_modality, load_model, model_source
 from ..options import VolumeOptions
 from ..progress import ProgressCallback, report
 from .io import prepare_output_dir, read_volume, write_text

@@ -14,8 +14,9 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import InputError
-from ..inference import FusionModel, fuse_batch, load_model
+from ..inference import fuse_batch
 from ..memory import DEFAULT_MAX_MEMORY_GB, check_volume_memory
+from ..model import FusionModel, load_model
 from ..options import (
     COLORMAPS,
     CT_WINDOW_AUTO,
@@ -226,13 +227,16 @@ class _SliceFuser:
         flow = np.zeros((count, 2, *fixed_n.shape[1:]), dtype=np.float32)
         if active.any():
             out = fuse_batch(self.model, torch.from_numpy(fixed_n[active][:, None]),
-                             torch.from_numpy(moving_n[active]))
+                             torch.from_numpy(moving_n[active]), with_warped=False)  # warped in 3-D below
             fused[active] = out.fused.numpy()
             flow[active] = out.displacement.numpy()
             self.fused_slices += int(active.sum())
 
         inplane = volume_order(pixels_to_lps_mm(flow, self.fixed, self.axes), self.axes)
-        total = compose_with_prealignment(inplane, slab.physical_points(), self.prealignment)
+        if self.prealignment is None:
+            total = inplane
+        else:
+            total = compose_with_prealignment(inplane, slab.physical_points(), self.prealignment)
         displacement = slab.image(total, is_vector=True)
         region = self._region(start, stop)
         self.displacement[region] = displacement

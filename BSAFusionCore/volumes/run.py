@@ -12,8 +12,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..files import check_output_folder, staged_folder
-from ..inference import FusionModel, check_model_modality, load_model, model_source, resolve_device
 from ..memory import DEFAULT_MAX_MEMORY_GB, check_volume_files_memory
+from ..model import FusionModel, check_model_modality, load_model, model_source, resolve_device
 from ..options import VolumeOptions
 from ..progress import CancelFlag, ProgressCallback
 from .io import read_volume

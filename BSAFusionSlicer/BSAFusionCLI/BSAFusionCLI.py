@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
     """Fuse and write every output that was asked for, all together or none."""
     from BSAFusionCore.errors import InputError
     from BSAFusionCore.files import staged_files
-    from BSAFusionCore.inference import load_model, model_source
+    from BSAFusionCore.model import load_model, model_source
     from BSAFusionCore.options import VolumeOptions
     from BSAFusionCore.volumes import fuse_volumes
     from BSAFusionCore.volumes.io import read_volume, write_image, write_transform

@@ -86,7 +86,7 @@ def process(
     moving = image_from_volume_node(movingVolumeNode)
 
     report(progressCallback, 0.0, "loading model")
-    from BSAFusionCore.inference import load_model  # imports torch: only when work is asked for
+    from BSAFusionCore.model import load_model  # imports torch: only when work is asked for
     from BSAFusionCore.volumes import fuse_volumes
 
     if isinstance(model, str):

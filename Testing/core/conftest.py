@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from BSAFusionCore.inference import FusionModel, model_from_network
+from BSAFusionCore.model import FusionModel, model_from_network
 from BSAFusionCore.network import BSAFusionNet
 
 

@@ -10,7 +10,8 @@ import BSAFusionCore as bf
 from BSAFusionCore.color import rgb_to_ycbcr, ycbcr_to_rgb
 from BSAFusionCore.errors import InputError
 from BSAFusionCore.examples import deform, example_pair, head_phantom
-from BSAFusionCore.inference import fuse_batch, fuse_images, mixed_precision_agrees
+from BSAFusionCore.inference import fuse_batch, fuse_images
+from BSAFusionCore.model import mixed_precision_agrees
 from BSAFusionCore.network import BSAFusionNet, BSAFusionOutput
 from BSAFusionCore.training.trainer import zero_flow_heads
 
@@ -175,7 +176,7 @@ def test_unknown_device_is_refused():
 
 
 def test_devices_that_do_not_exist_are_named() -> None:
-    from BSAFusionCore.inference import resolve_device
+    from BSAFusionCore.model import resolve_device
 
     with pytest.raises(InputError, match="unknown device 'banana': use auto, cpu, cuda"):
         resolve_device("banana")
@@ -191,7 +192,7 @@ def test_devices_that_do_not_exist_are_named() -> None:
 
 
 def test_models_are_given_as_objects_names_or_paths(small_model, tmp_path) -> None:
-    from BSAFusionCore.inference import as_model
+    from BSAFusionCore.model import as_model
     from BSAFusionCore.weights import save_weights
 
     path = tmp_path / "w.safetensors"
@@ -223,3 +224,12 @@ def test_fuse_images_refuses_pairs_over_the_memory_limit(small_model) -> None:
     with pytest.raises(InputError, match=r"fusing a 64 x 64 pair would need about 1\.0 GB"):
         fuse_images(mri, ct, small_model, max_memory_gb=0.5)
     assert fuse_images(mri, ct, small_model, max_memory_gb=None).fused.shape == (64, 64)
+
+
+def test_without_the_warped_image_the_rest_is_the_same(small_model):
+    torch.manual_seed(1)
+    fixed, moving = torch.rand(2, 1, 48, 48), torch.rand(2, 1, 48, 48)
+    full = fuse_batch(small_model, fixed, moving)
+    lean = fuse_batch(small_model, fixed, moving, with_warped=False)
+    assert lean.warped is None and full.warped is not None
+    assert torch.equal(lean.fused, full.fused) and torch.equal(lean.displacement, full.displacement)

@@ -8,7 +8,7 @@ import pytest
 
 from BSAFusionCore.errors import Cancelled, InputError
 from BSAFusionCore.evaluation import evaluate, load_folder_cases, no_registration, single_stage
-from BSAFusionCore.inference import load_model
+from BSAFusionCore.model import load_model
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from BSAFusionSlicerLib.logic import RECORD_ATTRIBUTE, process  # noqa: E402
 from BSAFusionSlicerLib.volume_nodes import update_volume_node_from_image  # noqa: E402
 
 from BSAFusionCore.errors import Cancelled, InputError, WeightsError  # noqa: E402
-from BSAFusionCore.inference import model_from_network  # noqa: E402
+from BSAFusionCore.model import model_from_network  # noqa: E402
 from BSAFusionCore.network import BSAFusionNet  # noqa: E402
 
 

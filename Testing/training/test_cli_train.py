@@ -12,7 +12,8 @@ import torch
 from training_phantoms import phantom_pair, write_aanlib
 
 from BSAFusionCore.cli import main
-from BSAFusionCore.inference import fuse_images, load_model
+from BSAFusionCore.inference import fuse_images
+from BSAFusionCore.model import load_model
 from BSAFusionCore.training.trainer import LAST_CHECKPOINT, load_checkpoint
 from BSAFusionCore.weights import read_weights
 

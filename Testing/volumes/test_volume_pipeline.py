@@ -28,13 +28,14 @@ class KnownDisplacement:
         self.flow_px = flow_px
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def __call__(self, model: object, fixed: torch.Tensor, moving: torch.Tensor) -> SimpleNamespace:
+    def __call__(self, model: object, fixed: torch.Tensor, moving: torch.Tensor, *, with_warped: bool = True
+                 ) -> SimpleNamespace:
         self.calls.append((fixed, moving))
         n, _, h, w = fixed.shape
         displacement = torch.empty(n, 2, h, w)
         displacement[:, 0], displacement[:, 1] = self.flow_px
         fused = torch.maximum(fixed, moving)
-        return SimpleNamespace(fused=fused, warped=moving.clone(), displacement=displacement)
+        return SimpleNamespace(fused=fused, warped=moving.clone() if with_warped else None, displacement=displacement)
 
 
 @pytest.fixture
