@@ -39,6 +39,22 @@ background, never image content."""
 
 COLORMAPS = ("hot", "jet")
 
+SLICE_AXIS_CHOICES = ("auto", "i", "j", "k")
+"""The slice axis as the panel and the Slicer CLI module name it: ``auto`` (the fixed volume's axis
+nearest inferior-superior) or an ITK index axis; the library takes None or 0, 1, 2."""
+
+
+def slice_axis_index(choice: str) -> int | None:
+    """``"auto"`` -> None, ``"i"``/``"j"``/``"k"`` -> 0/1/2 (the inverse of :func:`slice_axis_choice`)."""
+    if choice not in SLICE_AXIS_CHOICES:
+        raise ValueError(f"slice axis must be one of {', '.join(SLICE_AXIS_CHOICES)}, got {choice!r}")
+    return None if choice == "auto" else SLICE_AXIS_CHOICES.index(choice) - 1
+
+
+def slice_axis_choice(axis: int | None) -> str:
+    """None -> ``"auto"``, 0/1/2 -> ``"i"``/``"j"``/``"k"``."""
+    return "auto" if axis is None else SLICE_AXIS_CHOICES[axis + 1]
+
 SIZE_MULTIPLE = 16
 """The network's working size must be a multiple of its patch size."""
 MIN_SIZE = 32

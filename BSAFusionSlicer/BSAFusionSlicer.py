@@ -37,7 +37,6 @@ from BSAFusionSlicerLib.modality import guess_node_modality  # noqa: E402
 from BSAFusionSlicerLib.settings import (  # noqa: E402
     DEVICES,
     MODEL_SOURCES,
-    SLICE_AXES,
     PanelSettings,
 )
 
@@ -50,6 +49,7 @@ from BSAFusionCore.options import (  # noqa: E402
     DEFAULT_PREALIGN,
     MODALITIES,
     PREALIGN_MODES,
+    SLICE_AXIS_CHOICES,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class BSAFusionSlicerParameterNode:
     modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = "bundled"
     modelFile: Path
     prealign: Annotated[str, Choice(list(PREALIGN_MODES))] = DEFAULT_PREALIGN
-    sliceAxis: Annotated[str, Choice(list(SLICE_AXES))] = "auto"
+    sliceAxis: Annotated[str, Choice(list(SLICE_AXIS_CHOICES))] = SLICE_AXIS_CHOICES[0]
     ctWindow: Annotated[str, Choice(list(CT_WINDOW_CHOICES))] = CT_WINDOW_AUTO
     colorFusion: bool = False
     colormap: Annotated[str, Choice(list(COLORMAPS))] = COLORMAPS[0]

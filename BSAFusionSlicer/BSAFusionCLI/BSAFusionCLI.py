@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     from BSAFusionCore.errors import InputError
     from BSAFusionCore.files import staged_files
     from BSAFusionCore.model import load_model, model_source
-    from BSAFusionCore.options import VolumeOptions
+    from BSAFusionCore.options import VolumeOptions, slice_axis_index
     from BSAFusionCore.volumes import fuse_volumes
     from BSAFusionCore.volumes.io import read_volume, write_image, write_transform
     from BSAFusionCore.volumes.outputs import run_record, write_displacement, write_record
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
     if not any(outputs):
         raise InputError("no output was asked for (--fused, --warped, --displacement or --record)")
     options = VolumeOptions(
-        prealign=args.prealign, axis=None if args.axis < 0 else args.axis, ct_window=args.ctWindow,
+        prealign=args.prealign, axis=slice_axis_index(args.axis), ct_window=args.ctWindow,
         color_fusion=args.colorFusion, colormap=args.colormap,
         percentiles=(args.lowPercentile, args.highPercentile), batch_size=args.batchSize,
     )

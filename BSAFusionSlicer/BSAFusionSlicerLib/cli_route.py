@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from BSAFusionCore.options import slice_axis_choice
+
 from .logic import OutputNodes
 from .settings import PanelSettings
 
@@ -19,8 +21,6 @@ CLI_NAMES = {
 }
 """``process`` option -> parameter name in ``BSAFusionCLI.xml``."""
 
-AUTO_AXIS = -1
-"""The CLI's spelling of "the axis nearest inferior-superior"."""
 
 
 def cli_parameters(
@@ -36,7 +36,7 @@ def cli_parameters(
         "displacementTransform": outputs.transform,
     }
     for option, value in settings.process_options().items():
-        parameters[CLI_NAMES[option]] = AUTO_AXIS if option == "axis" and value is None else value
+        parameters[CLI_NAMES[option]] = slice_axis_choice(value) if option == "axis" else value
     if record_file:
         parameters["recordFile"] = record_file
     return parameters

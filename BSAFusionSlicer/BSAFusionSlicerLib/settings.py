@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from BSAFusionCore.errors import InputError
-from BSAFusionCore.options import CT_WINDOW_AUTO, DEFAULT_PREALIGN
+from BSAFusionCore.options import CT_WINDOW_AUTO, DEFAULT_PREALIGN, slice_axis_index
 
-SLICE_AXES = ("auto", "i", "j", "k")
 MODEL_SOURCES = ("bundled", "file")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -34,7 +33,7 @@ class PanelSettings:
         out), colour fusion only for PET/SPECT."""
         options: dict[str, Any] = {
             "prealign": self.prealign,
-            "axis": None if self.slice_axis == "auto" else SLICE_AXES.index(self.slice_axis) - 1,
+            "axis": slice_axis_index(self.slice_axis),
             "batch_size": self.batch_size,
             "device": self.device,
         }

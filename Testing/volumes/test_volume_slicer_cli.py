@@ -113,6 +113,7 @@ def test_xml_is_valid_for_an_independent_parser_of_slicers_execution_model() -> 
         DEFAULT_PREALIGN,
         MODALITIES,
         PREALIGN_MODES,
+        SLICE_AXIS_CHOICES,
     )
 
     module = ctk_cli.CLIModule(str(MODULE / "BSAFusionCLI.xml"))
@@ -128,6 +129,7 @@ def test_xml_is_valid_for_an_independent_parser_of_slicers_execution_model() -> 
         "prealign": (list(PREALIGN_MODES), DEFAULT_PREALIGN),
         "ctWindow": (list(CT_WINDOW_CHOICES), CT_WINDOW_AUTO),
         "colormap": (list(COLORMAPS), COLORMAPS[0]),
+        "axis": (list(SLICE_AXIS_CHOICES), "auto"),
     }
     for parameter in found.values():  # each default is a value of the parameter's type
         if parameter.default is not None:
