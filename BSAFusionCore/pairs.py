@@ -23,8 +23,8 @@ from torch import Tensor
 
 from .color import rgb_to_ycbcr
 from .errors import InputError
+from .geometry import SliceAxes, slices_of
 from .images import read_image
-from .volumes.geometry import SliceAxes, slices_of
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,16 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import InputError
+from ..geometry import (
+    Slab,
+    SliceAxes,
+    compose_with_prealignment,
+    inferior_superior_axis,
+    overlap_fraction,
+    pixels_to_lps_mm,
+    slices_of,
+    volume_order,
+)
 from ..inference import fuse_batch
 from ..memory import DEFAULT_MAX_MEMORY_GB, check_volume_memory
 from ..model import FusionModel, load_model
@@ -27,16 +37,6 @@ from ..options import (
     PREALIGN_MODES,
 )
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
-from .geometry import (
-    Slab,
-    SliceAxes,
-    compose_with_prealignment,
-    inferior_superior_axis,
-    overlap_fraction,
-    pixels_to_lps_mm,
-    slices_of,
-    volume_order,
-)
 from .intensity import IntensityRange, apply_colormap, check_ct_window, ct_range, percentile_range, rgb_range
 from .io import check_volume
 from .prealign import prealign as run_prealignment

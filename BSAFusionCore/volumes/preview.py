@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import SliceAxes, direction_matrix, slices_of
+from ..geometry import SliceAxes, direction_matrix, slices_of
 from .intensity import IntensityRange
 
 PREVIEW_FRACTIONS = (0.3, 0.5, 0.7)

@@ -14,6 +14,7 @@ import torch
 from BSAFusionCore.cli import main
 from BSAFusionCore.examples import example_pair
 from BSAFusionCore.images import read_image, write_image
+from BSAFusionCore.inference import fuse_images
 from BSAFusionCore.weights import read_weights, save_weights
 
 
@@ -32,10 +33,11 @@ def test_fuse_writes_every_output(tmp_path, weights):
     code = main(["fuse", "--fixed", str(tmp_path / "mri.png"), "--moving", str(tmp_path / "ct.png"),
                  "--weights", str(weights), "--output-dir", str(out), "--device", "cpu"])
     assert code == 0
-    assert read_image(out / "fused.png").shape == (80, 80)
-    assert read_image(out / "warped.png").shape == (80, 80)
+    expected = fuse_images(read_image(tmp_path / "mri.png"), read_image(tmp_path / "ct.png"), str(weights))
+    np.testing.assert_allclose(read_image(out / "fused.png"), expected.fused, atol=0.5 / 255 + 1e-6)  # 8-bit PNG
+    np.testing.assert_allclose(read_image(out / "warped.png"), expected.warped, atol=0.5 / 255 + 1e-6)
     displacement = np.load(out / "displacement.npy")
-    assert displacement.shape == (80, 80, 2) and displacement.dtype == np.float32
+    assert displacement.dtype == np.float32 and np.array_equal(displacement, expected.displacement)
     record = json.loads((out / "fusion.json").read_text())
     assert record["weights"] == str(weights) and record["model"]["image_size"] == 64
     assert not list(out.glob(".*"))  # no temporary files left behind
@@ -135,8 +137,12 @@ def test_demo_overview_without_matplotlib_is_unlabelled(tmp_path, monkeypatch, c
 
 def test_benchmark_speed_prints_a_row_per_batch(capsys):
     assert main(["benchmark-speed", "--size", "32", "--batch-sizes", "1", "2", "--repeats", "1"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
-    assert len(rows) == 2
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [1, 2]
+    for _batch, published, engine, api, speed_up, fusion_only, difference in rows:
+        assert min(float(published), float(engine), float(api), float(fusion_only)) > 0
+        assert float(speed_up.rstrip("x")) == pytest.approx(float(published) / float(api), rel=0.02, abs=0.01)
+        assert float(difference) < 1e-3  # the engine reproduces the published network
 
 
 def test_an_image_too_large_for_memory_is_refused_from_its_header(tmp_path, weights, caplog):

@@ -49,7 +49,9 @@ def test_fuse_writes_every_output_and_the_displacement_reproduces_warped(
     assert record["slices"]["total"] == 12
     assert {"torch", "SimpleITK", "bsafusion"} <= set(record["versions"])
     assert record["timings"]["ms_per_slice"] > 0
-    assert isinstance(sitk.ReadTransform(str(out / "prealignment.tfm")), sitk.Transform)
+    prealignment = sitk.ReadTransform(str(out / "prealignment.tfm"))
+    np.testing.assert_allclose(prealignment.GetParameters(), record["prealignment"]["parameters"], atol=1e-9)
+    assert record["prealignment"]["type"] == "Euler3DTransform" and record["outputs"][3] == "prealignment.tfm"
     assert sitk.ReadImage(str(out / "preview.png")).GetNumberOfComponentsPerPixel() == 3
 
 

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from volume_phantoms import FIXED_DIRECTION, fixed_grid, moving_grid, points_of
 
 from BSAFusionCore.errors import InputError
-from BSAFusionCore.volumes.geometry import (
+from BSAFusionCore.geometry import (
     Slab,
     SliceAxes,
     compose_with_prealignment,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from .errors import InputError
 
 
 @dataclass(frozen=True)
