@@ -61,9 +61,31 @@ def test_published_form_matches_every_fixture_array(fixture_data):
     _check_all(_run(net, expected), expected)
 
 
-def test_folded_engine_matches_every_fixture_array(fixture_data):
+ENGINE_IMAGE_TOLERANCE = 1e-3
+ENGINE_FLOW_TOLERANCE_PX = 1e-2
+
+
+@pytest.mark.parametrize(("threads", "batch"), [(1, 1), (2, 1), (1, 16), (2, 16)])
+def test_inference_engine_stays_within_its_bound(fixture_data, threads, batch):
+    """The engine users run: images within 1e-3 and the displacement within 1e-2 px of the published
+    outputs (warped: where the sample point is inside the image), at 1 and 2 threads, batch 1 and 16."""
     net, expected = fixture_data
-    _check_all(_run(fold_for_inference(net), expected), expected)
+    engine = fold_for_inference(net)
+    repeat = -(-batch // expected["fixed"].shape[0])
+    fixed = torch.from_numpy(expected["fixed"]).repeat(repeat, 1, 1, 1)[:batch]
+    moving = torch.from_numpy(expected["moving"]).repeat(repeat, 1, 1, 1)[:batch]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            out = engine(fixed, moving, with_discriminator=False)
+    finally:
+        torch.set_num_threads(previous)
+    want = {name: np.concatenate([expected[name]] * repeat)[:batch] for name in ("fused", "warped_moving", "flow")}
+    inside = np.broadcast_to(_inside(want["flow"]), want["warped_moving"].shape)
+    assert np.abs(out.fused.numpy() - want["fused"]).max() <= ENGINE_IMAGE_TOLERANCE
+    assert np.abs(out.warped_moving.numpy() - want["warped_moving"])[inside].max() <= ENGINE_IMAGE_TOLERANCE
+    assert np.abs(out.flow.numpy() - want["flow"]).max() <= ENGINE_FLOW_TOLERANCE_PX
 
 
 def test_imported_safetensors_hold_the_same_weights(fixture_data, reference_fixture, tmp_path):
