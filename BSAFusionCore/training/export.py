@@ -78,13 +78,13 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     if config.stage == "registration":
         losses = "the registration losses of the BSAFusion paper (modality cross-entropies, smoothness, consistency)"
     curriculum = ""
-    if config.pretrain_steps or config.mono_fraction or config.synthetic_fraction:
+    if config.pretrain_steps or config.mono_fraction or config.synthetic_fraction or config.shapes_fraction:
         first = (f"the first {config.pretrain_steps} steps on mono-modal (MRI against MRI) and random-contrast "
                  f"pairs only ({config.pretrain_synthetic_fraction:.0%} random contrast), then "
                  if config.pretrain_steps else "")
         curriculum = (
             f" Curriculum: {first}{config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} "
-            "random-contrast and the rest real pairs (docs/training.md)."
+            f"random-contrast, {config.shapes_fraction:.0%} random-shape and the rest real pairs (docs/training.md)."
         )
     lines = [
         f"# BSAFusion weights for {', '.join(f'{m}-MRI' for m in config.modality.split(','))}: `{weights_name}`",

@@ -89,14 +89,17 @@ class LossTerms:
         return {name: float(value.detach()) for name, value in vars(self).items()}
 
 
-def modality_losses(output, real_moving: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def modality_losses(
+    output, real_moving: Tensor | None = None, real_fixed: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """MDF-FR's two cross-entropies: the classifier tells the MRI from the other modality, and the
     transferred tokens make the frozen discriminator answer [0.5, 0.5] (modality-free features).
 
-    ``real_moving`` (N,) bool marks the pairs whose moving image is the real other modality; the
-    moving side of the others (MRI, or a random contrast) has no modality label and is left out.
+    ``real_moving`` / ``real_fixed`` (N,) bool mark the pairs whose moving image is the real other
+    modality / whose fixed image is a real MRI; the other sides (MRI against itself, a random
+    contrast, random shapes) have no modality label and are left out.
     """
-    ce_modality = soft_cross_entropy(output.logits_fixed, MRI_LABEL) + soft_cross_entropy(
+    ce_modality = soft_cross_entropy(output.logits_fixed, MRI_LABEL, real_fixed) + soft_cross_entropy(
         output.logits_moving, OTHER_LABEL, real_moving
     )
     ce_transfer = soft_cross_entropy(output.transfer_logits_fixed, (0.5, 0.5)) + soft_cross_entropy(
@@ -112,11 +115,12 @@ def registration_stage_loss(
     true_flow: Tensor | None = None,
     flow_supervision: float = 0.0,
     real_moving: Tensor | None = None,
+    real_fixed: Tensor | None = None,
 ) -> LossTerms:
     """The registration losses of the paper without the fusion: modality cross-entropies, smoothness
     and consistency (SSIM + L1 of the warped moving image against its label), plus the optional flow
     supervision. The fusion terms of the result are zero."""
-    ce_modality, ce_transfer = modality_losses(output, real_moving)
+    ce_modality, ce_transfer = modality_losses(output, real_moving, real_fixed)
     smooth = smoothness_loss(output.flow_levels_fixed, output.flow_levels_moving, output.flow)
     registration = registration_loss(label, output.warped_moving)
     supervised = label.new_zeros(()) if true_flow is None else flow_supervision_loss(output.flow, true_flow)

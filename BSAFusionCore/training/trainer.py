@@ -35,7 +35,7 @@ from ..network.registration import LEVELS
 from ..options import MIN_SIZE, SIZE_MULTIPLE, WORKING_SIZE
 from ..pairs import PairSample
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
-from .curriculum import mix_pairs, pair_mix
+from .curriculum import MixedBatch, mix_pairs, pair_mix
 from .data import make_batch
 from .losses import bsafusion_loss, registration_stage_loss
 from .validation import ValidationSet, make_validation_set, validate
@@ -76,6 +76,7 @@ class TrainConfig:
     mono_fraction: float = 0.0  # registration stage, after pre-training: share of MRI-against-MRI pairs
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
     pretrain_synthetic_fraction: float = 0.5  # share of random-contrast pairs during pre-training (the rest mono)
+    shapes_fraction: float = 0.0  # ... and of random-shape pairs (see shapes.py)
     val_size: int = 0  # validation resolution (the net runs at image_size, resized); 0 = image_size
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     init_registers: bool = True  # whether those weights register (their metadata's "registers")
@@ -84,13 +85,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise InputError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction
+        mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction or self.shapes_fraction
         if mixes and self.stage != "registration":
             raise InputError(
-                "mono-modal and random-contrast pairs (pretrain steps, mono/synthetic fractions) are for the "
+                "mono-modal, random-contrast and random-shape pairs (pretrain steps, mono/synthetic/shapes "
+                "fractions) are for the "
                 "registration stage only: the fusion must learn from real pairs"
             )
-        pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction)  # checks the shares
+        pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction, shapes=self.shapes_fraction)  # checks the shares
         pair_mix(0, 1, 0, 0, self.pretrain_synthetic_fraction)
 
     @classmethod
@@ -451,11 +453,13 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def train_step(
-        self, fixed: Tensor, label: Tensor, generator: torch.Generator, real: Tensor | None = None
+        self, fixed: Tensor, label: Tensor, generator: torch.Generator, real: Tensor | None = None,
+        real_fixed: Tensor | None = None,
     ) -> dict[str, float]:
         """One optimiser step on a batch: deform the label, run the network, apply the stage's losses.
 
-        ``real`` (N,) bool marks the pairs whose label is the real moving modality (default: all).
+        ``real`` / ``real_fixed`` (N,) bool mark the pairs whose label is the real moving modality /
+        whose fixed image is a real MRI (default: all).
         """
         config = self.config
         fixed, label = fixed.to(self.device), label.to(self.device)
@@ -470,7 +474,8 @@ class Trainer:
         output = _float_output(output)
         if registration_only:
             terms = registration_stage_loss(
-                output, label, true_flow=true_flow, flow_supervision=config.flow_supervision, real_moving=real
+                output, label, true_flow=true_flow, flow_supervision=config.flow_supervision, real_moving=real,
+                real_fixed=real_fixed,
             )
         else:
             terms = bsafusion_loss(
@@ -491,16 +496,13 @@ class Trainer:
         deform = torch.Generator(device=self.device).manual_seed(seed + 1)
         return augment, deform
 
-    def _batch(self, indices: list[int], augment: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(fixed, label, real) of a step: the augmented pairs, mixed as the curriculum says."""
+    def _batch(self, indices: list[int], augment: torch.Generator) -> MixedBatch:
+        """The augmented pairs of a step, mixed as the curriculum says."""
         config = self.config
         fixed, label = make_batch(self.train_samples, indices, augment)
         mix = pair_mix(self.state.global_step, config.pretrain_steps, config.mono_fraction, config.synthetic_fraction,
-                       config.pretrain_synthetic_fraction)
-        if mix.only_real:
-            return fixed, label, None
-        label, real = mix_pairs(fixed, label, mix, augment)
-        return fixed, label, real
+                       config.pretrain_synthetic_fraction, config.shapes_fraction)
+        return mix_pairs(fixed, label, mix, augment)
 
     def run(
         self,
@@ -530,8 +532,8 @@ class Trainer:
             for step in range(state.step_in_epoch, len(batches)):
                 check_cancel(cancel)
                 augment, deform = self._step_generators(state.epoch, step)
-                fixed, label, real = self._batch(batches[step], augment)
-                figures = self.train_step(fixed, label, deform, real)
+                batch = self._batch(batches[step], augment)
+                figures = self.train_step(batch.fixed, batch.label, deform, batch.real_moving, batch.real_fixed)
                 samples_done += len(batches[step])
                 for name, value in figures.items():
                     state.sums[name] = state.sums.get(name, 0.0) + value

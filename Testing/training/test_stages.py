@@ -92,14 +92,21 @@ def test_pair_mix_follows_the_curriculum() -> None:
     assert pair_mix(100, 100, 0.2, 0.3) == PairMix(0.2, 0.3)
     fixed = torch.zeros(400, 1, 4, 4)
     label = torch.ones(400, 1, 4, 4)
-    mixed, real = mix_pairs(fixed, label, PairMix(0.25, 0.25), torch.Generator().manual_seed(0))
-    is_mri = (mixed == 0).flatten(1).all(dim=1)
-    is_label = (mixed == 1).flatten(1).all(dim=1)
-    assert torch.equal(real, is_label)
-    assert 0.4 < float(real.float().mean()) < 0.6
+    assert pair_mix(100, 100, 0.2, 0.3, shapes=0.1) == PairMix(0.2, 0.3, 0.1)
+    fixed = torch.zeros(400, 1, 32, 32)
+    label = torch.ones(400, 1, 32, 32)
+    batch = mix_pairs(fixed, label, PairMix(0.25, 0.25, 0.2), torch.Generator().manual_seed(0))
+    is_mri = (batch.label == 0).flatten(1).all(dim=1)
+    is_label = (batch.label == 1).flatten(1).all(dim=1)
+    shapes = ~batch.real_fixed
+    assert torch.equal(batch.real_moving, is_label)
+    assert 0.2 < float(batch.real_moving.float().mean()) < 0.4
     assert 0.15 < float(is_mri.float().mean()) < 0.35
-    same, none_mixed = mix_pairs(fixed, label, PairMix(), torch.Generator().manual_seed(0))
-    assert same is label and bool(none_mixed.all())
+    assert 0.1 < float(shapes.float().mean()) < 0.3
+    assert torch.equal(batch.fixed[~shapes], fixed[~shapes])  # only random-shape pairs replace the MRI
+    assert bool((batch.fixed[shapes].flatten(1).amax(dim=1) == 1).all())  # a rendered image in [0, 1]
+    same = mix_pairs(fixed, label, PairMix(), torch.Generator().manual_seed(0))
+    assert same.label is label and bool(same.real_moving.all()) and bool(same.real_fixed.all())
 
 
 def test_curriculum_steps_train_on_mixed_pairs(tmp_path: Path) -> None:
@@ -107,8 +114,8 @@ def test_curriculum_steps_train_on_mixed_pairs(tmp_path: Path) -> None:
     trainer = Trainer(config, _samples(4), [])
     seen: list[torch.Tensor | None] = []
     step = trainer.train_step
-    trainer.train_step = lambda fixed, label, generator, real=None: seen.append(real) or step(  # type: ignore[method-assign]
-        fixed, label, generator, real
+    trainer.train_step = lambda fixed, label, generator, real=None, real_fixed=None: seen.append(real) or step(  # type: ignore[method-assign]
+        fixed, label, generator, real, real_fixed
     )
     trainer.run()
     assert len(seen) == 2 and all(real is not None for real in seen)
