@@ -98,6 +98,13 @@ def mixed_precision_agrees(model: FusionModel, precision: str, *, fused_toleranc
     return agrees
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX)."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
+
+
 def _mps_works() -> bool:
     try:
         return bool(torch.backends.mps.is_available()) and bool(torch.ones(1, device="mps").add(1).item() == 2)

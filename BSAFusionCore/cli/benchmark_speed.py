@@ -1,29 +1,35 @@
-"""``bsafusion benchmark-speed``: milliseconds per slice, published-form network vs our engine."""
+"""``bsafusion benchmark-speed``: milliseconds per slice of the yardstick, the published form and
+our inference engine (fp32, and bf16 where the device runs it), and the engine's deviation."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from ..inference import fuse_batch
-from ..model import model_from_network, resolve_device
+from ..model import autocast_for, cpu_supports_bf16, model_from_network, resolve_device
 from ..network import BSAFusionNet
 
 log = logging.getLogger(__name__)
+
+YARDSTICK = Path(__file__).resolve().parents[2] / "Testing" / "yardstick.py"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "benchmark-speed", help="time inference per slice",
-        description="Times, on random weights and images: the network as published (every output, discriminator "
-                    "included) on the whole batch; our inference engine on the whole batch; and fuse_batch, the "
-                    "API (which runs the engine slice by slice on the CPU, where that is fastest); and fuse_batch "
-                    "without registration (the path of weights that do not register). Also prints how far the "
-                    "engine's fused image is from the published one.",
+        description="Times, on random weights and images, ms per slice of: the yardstick (a plain reading of "
+                    "NETWORK_SPEC.md, Testing/yardstick.py, when the source tree is there); the network as "
+                    "published (every output, discriminator included); our inference engine in fp32 and, where "
+                    "the device runs it natively, bf16; fuse_batch, the API. Also the engine's largest deviation "
+                    "from the published form (fused image, displacement in px).",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=256)
@@ -47,27 +53,59 @@ def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> 
     return sorted(times)[len(times) // 2]
 
 
+def _yardstick() -> ModuleType | None:
+    """``Testing/yardstick.py`` of the source tree, if this package runs from one."""
+    if not YARDSTICK.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("bsafusion_yardstick", YARDSTICK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bf16_runs(device: torch.device) -> bool:
+    return cpu_supports_bf16() if device.type == "cpu" else device.type == "cuda"
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    model = model_from_network(BSAFusionNet(), device)
+    model = model_from_network(BSAFusionNet(), device, {"image_size": args.size}, precision="fp32")
+    yardstick = _yardstick()
+    weights = None
+    if yardstick is not None:
+        weights = {k: v.to(device) for k, v in yardstick.state_of(model.net.reference_state_dict()).items()}
+    bf16 = _bf16_runs(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; image {args.size}x{args.size}; median of {args.repeats}")
-    print(f"{'batch':>5} {'published ms/slice':>19} {'engine ms/slice':>16} {'fuse_batch ms/slice':>20} "
-          f"{'speed-up':>9} {'fusion only ms/slice':>21} {'max |diff| fused':>17}")
+    print(f"device: {name}; image {args.size}x{args.size}; ms per slice, median of {args.repeats}"
+          + ("" if yardstick else "; yardstick: n/a (Testing/yardstick.py is not beside the package)"))
+    print(f"{'batch':>5} {'yardstick':>10} {'published':>10} {'engine fp32':>12} {'engine bf16':>12} "
+          f"{'fuse_batch':>11} {'engine vs yardstick':>20} {'max |d fused|':>14} {'max |d flow| px':>16}")
     with torch.inference_mode():
         for batch in args.batch_sizes:
             fixed = torch.rand(batch, 1, args.size, args.size, device=device)
             moving = torch.rand(batch, 1, args.size, args.size, device=device)
-            reference = _median_ms(lambda f=fixed, m=moving: model.net(f, m), args.repeats, device) / batch
-            engine = _median_ms(lambda f=fixed, m=moving: model.engine(f, m, with_discriminator=False),
-                                args.repeats, device) / batch
-            api = _median_ms(lambda f=fixed, m=moving: fuse_batch(model, f, m), args.repeats, device) / batch
-            fusion_only = _median_ms(lambda f=fixed, m=moving: fuse_batch(model, f, m, zero_displacement=True),
-                                     args.repeats, device) / batch
-            diff = (model.net(fixed, moving).fused - model.engine(fixed, moving, with_discriminator=False).fused)
-            print(f"{batch:>5} {reference:>19.1f} {engine:>16.1f} {api:>20.1f} {reference / api:>8.2f}x "
-                  f"{fusion_only:>21.1f} {diff.abs().max().item():>17.2e}")
+            engine = lambda f=fixed, m=moving: model.engine(f, m, with_discriminator=False)  # noqa: E731
+            ms = {
+                "published": _median_ms(lambda f=fixed, m=moving: model.net(f, m), args.repeats, device),
+                "engine": _median_ms(engine, args.repeats, device),
+                "api": _median_ms(lambda f=fixed, m=moving: fuse_batch(model, f, m), args.repeats, device),
+            }
+            if weights is not None:
+                ms["yardstick"] = _median_ms(lambda f=fixed, m=moving: yardstick.forward(f, m, weights),
+                                             args.repeats, device)
+            if bf16:
+                with autocast_for(device, "bf16"):
+                    ms["bf16"] = _median_ms(engine, args.repeats, device)
+            per_slice = {key: value / batch for key, value in ms.items()}
+            published, ours = model.net(fixed, moving), engine()
+            fused_deviation = (published.fused - ours.fused).abs().max().item()
+            flow_deviation = (published.flow - ours.flow).abs().max().item()
+            cell = {key: f"{value:.1f}" for key, value in per_slice.items()}
+            ratio = f"{per_slice['yardstick'] / per_slice['engine']:.2f}x" if "yardstick" in per_slice else "n/a"
+            print(f"{batch:>5} {cell.get('yardstick', 'n/a'):>10} {cell['published']:>10} {cell['engine']:>12} "
+                  f"{cell.get('bf16', 'n/a'):>12} {cell['api']:>11} {ratio:>20} {fused_deviation:>14.2e} "
+                  f"{flow_deviation:>16.2e}")
     return 0

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..deformation import invert_displacement, random_deformation
 from ..errors import InputError
 from ..files import atomic_output
+from ..model import cpu_supports_bf16
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..network.registration import LEVELS
 from ..options import MIN_SIZE, SIZE_MULTIPLE, WORKING_SIZE
@@ -225,13 +226,6 @@ def _float_output(output: BSAFusionOutput) -> BSAFusionOutput:
             value = [v.float() for v in value]
         values[item.name] = value
     return BSAFusionOutput(**values)
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where autocast pays."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((probe and probe()) or (amx and amx()))
 
 
 def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
