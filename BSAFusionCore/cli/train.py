@@ -228,6 +228,7 @@ def run_train(args: argparse.Namespace) -> int:
     last = args.run_dir / LAST_CHECKPOINT
     if last.is_file() and not args.resume:
         raise InputError(f"{args.run_dir} already holds a run: pass --resume, or choose another --run-dir")
+    saved: dict = {}
     if args.resume:
         if not last.is_file():
             raise InputError(f"nothing to resume: {last} does not exist")
@@ -258,7 +259,8 @@ def run_train(args: argparse.Namespace) -> int:
         synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
         shapes_fraction=args.shapes_fraction,
         val_size=args.val_size,
-        init_weights="" if args.resume else str(args.init or ""),
+        init_weights=saved.get("init_weights", "") if args.resume else str(args.init or ""),
+        init_registers=saved.get("init_registers", True),
     )
     initial = None
     if args.init and not args.resume:

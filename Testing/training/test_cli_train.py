@@ -101,11 +101,13 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     assert "--stage registration" in card and "Curriculum: the first 1 steps" in card
 
     # the next stage starts from the previous one's checkpoint (full precision)
-    fusion = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fusion"), *TINY, "--epochs", "1",
+    fusion = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fusion"), *TINY, "--epochs", "2",
               "--stage", "fusion", "--init", str(registration / "best.pt")]
-    assert main(fusion) == 0
+    assert main([*fusion, "--max-steps", "1"]) == 0
+    assert main([*fusion, "--resume"]) == 0  # a resumed run keeps what it started from
     metadata = read_weights(tmp_path / "fusion" / "BSAFusion_CT.safetensors")[1]
     assert metadata["stage"] == "fusion" and metadata["registers"] is True and "Qabf" in metadata["validation"]
+    assert load_checkpoint(tmp_path / "fusion" / LAST_CHECKPOINT)["config"]["init_weights"].endswith("best.pt")
     joint = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "joint"), *TINY, "--pretrain-steps", "5"]
     assert main(joint) == 2  # mixed pairs are for the registration stage only
 
