@@ -19,7 +19,7 @@ _FIGURES = (
 )
 _STAGE_WORDS = {
     "registration": "the registration path alone (encoder, MFRH, Transfer, BSFA; the fusion net not run)",
-    "fusion": "everything but the registration (BSFA) net, which was frozen as it started",
+    "fusion": "the fusion net only; the registration path (encoder, MFRH, Transfer, BSFA) was frozen as it started",
     "joint": "every part",
 }
 
@@ -117,7 +117,9 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         val_size = config.validation_size
         lines += [
             f"## Validation (epoch {state.validation_epoch}, "
-            f"{state.val_pairs} held-out pairs at {val_size}x{val_size}, fixed published synthetic deformations)",
+            f"{state.val_pairs} held-out pairs at {val_size}x{val_size}, fixed published synthetic deformations"
+            + (f"; the network run at its training size {config.image_size}x{config.image_size}"
+               if val_size != config.image_size else "") + ")",
             "",
             "| figure | no registration | this model |",
             "|---|---|---|",
@@ -158,18 +160,21 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     else:
         lines.append("No validation figures were recorded for this checkpoint.")
     if state.curve:
+        fusion = [name for name in FUSION_METRICS if all(name in point for point in state.curve)]
         lines += [
             "",
             "## Learning curve (held-out pairs; this stage)",
             "",
-            "| step | samples | EPE px (none) | SSIM (none) | NCC (none) | folding |",
-            "|---|---|---|---|---|---|",
+            "| step | samples | EPE px (none) | SSIM (none) | NCC (none) | folding |"
+            + "".join(f" {name} |" for name in fusion),
+            "|---|---|---|---|---|---|" + "---|" * len(fusion),
         ]
         for point in state.curve:
             lines.append(
                 f"| {point['step']} | {point['samples']} | {point['epe']:.3f} ({point['epe_unregistered']:.3f}) "
                 f"| {point['ssim']:.4f} ({point['ssim_unregistered']:.4f}) "
                 f"| {point['ncc']:.4f} ({point['ncc_unregistered']:.4f}) | {point.get('folding', float('nan')):.2%} |"
+                + "".join(f" {point[n]:.4g} |" for n in fusion)
             )
     return "\n".join(lines) + "\n"
 

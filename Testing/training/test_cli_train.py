@@ -108,6 +108,8 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     metadata = read_weights(tmp_path / "fusion" / "BSAFusion_CT.safetensors")[1]
     assert metadata["stage"] == "fusion" and metadata["registers"] is True and "Qabf" in metadata["validation"]
     assert load_checkpoint(tmp_path / "fusion" / LAST_CHECKPOINT)["config"]["init_weights"].endswith("best.pt")
+    card = (tmp_path / "fusion" / "BSAFusion_CT.md").read_text()
+    assert "the fusion net only" in card and "| folding | Qabf |" in card  # the fusion stage's curve
     joint = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "joint"), *TINY, "--pretrain-steps", "5"]
     assert main(joint) == 2  # mixed pairs are for the registration stage only
 
