@@ -19,7 +19,7 @@ _FIGURES = (
 )
 _STAGE_WORDS = {
     "registration": "the registration path alone (encoder, MFRH, Transfer, BSFA; the fusion net not run)",
-    "fusion": "the fusion net only; the registration path (encoder, MFRH, Transfer, BSFA) was frozen as it started",
+    "fusion": "the fusion net only (the registration path: encoder, MFRH, Transfer and BSFA, frozen as it started)",
     "joint": "every part",
 }
 
