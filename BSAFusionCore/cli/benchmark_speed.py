@@ -39,18 +39,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_benchmark)
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()  # warm-up: allocations, kernel selection, bias maps
-    times = []
+def _interleaved_ms(
+    cases: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Milliseconds of each case per repeat, the cases run in turn within each repeat, so that the
+    slow drift of a shared machine touches them alike (one untimed warm-up run each first)."""
+    for fn in cases.values():
+        fn()  # warm-up: allocations, kernel selection, bias maps
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
+        for name, fn in cases.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def _yardstick() -> ModuleType | None:
@@ -61,6 +71,14 @@ def _yardstick() -> ModuleType | None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _under_bf16(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    def run() -> object:
+        with autocast_for(device, "bf16"):
+            return fn()
+
+    return run
 
 
 def _bf16_runs(device: torch.device) -> bool:
@@ -79,7 +97,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         weights = {k: v.to(device) for k, v in yardstick.state_of(model.net.reference_state_dict()).items()}
     bf16 = _bf16_runs(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; image {args.size}x{args.size}; ms per slice, median of {args.repeats}"
+    print(f"device: {name}; image {args.size}x{args.size}; ms per slice, median of {args.repeats} interleaved runs"
           + ("" if yardstick else "; yardstick: n/a (Testing/yardstick.py is not beside the package)"))
     print(f"{'batch':>5} {'yardstick':>10} {'published':>10} {'engine fp32':>12} {'engine bf16':>12} "
           f"{'fuse_batch':>11} {'engine vs yardstick':>20} {'max |d fused|':>14} {'max |d flow| px':>16}")
@@ -88,23 +106,23 @@ def run_benchmark(args: argparse.Namespace) -> int:
             fixed = torch.rand(batch, 1, args.size, args.size, device=device)
             moving = torch.rand(batch, 1, args.size, args.size, device=device)
             engine = lambda f=fixed, m=moving: model.engine(f, m, with_discriminator=False)  # noqa: E731
-            ms = {
-                "published": _median_ms(lambda f=fixed, m=moving: model.net(f, m), args.repeats, device),
-                "engine": _median_ms(engine, args.repeats, device),
-                "api": _median_ms(lambda f=fixed, m=moving: fuse_batch(model, f, m), args.repeats, device),
+            cases: dict[str, Callable[[], object]] = {
+                "published": lambda f=fixed, m=moving: model.net(f, m),
+                "engine": engine,
+                "api": lambda f=fixed, m=moving: fuse_batch(model, f, m),
             }
             if weights is not None:
-                ms["yardstick"] = _median_ms(lambda f=fixed, m=moving: yardstick.forward(f, m, weights),
-                                             args.repeats, device)
+                cases["yardstick"] = lambda f=fixed, m=moving: yardstick.forward(f, m, weights)
             if bf16:
-                with autocast_for(device, "bf16"):
-                    ms["bf16"] = _median_ms(engine, args.repeats, device)
-            per_slice = {key: value / batch for key, value in ms.items()}
+                cases["bf16"] = _under_bf16(engine, device)
+            times = _interleaved_ms(cases, args.repeats, device)
+            per_slice = {key: _median(values) / batch for key, values in times.items()}
+            ratios = [y / e for y, e in zip(times.get("yardstick", []), times["engine"], strict=False)]
             published, ours = model.net(fixed, moving), engine()
             fused_deviation = (published.fused - ours.fused).abs().max().item()
             flow_deviation = (published.flow - ours.flow).abs().max().item()
             cell = {key: f"{value:.1f}" for key, value in per_slice.items()}
-            ratio = f"{per_slice['yardstick'] / per_slice['engine']:.2f}x" if "yardstick" in per_slice else "n/a"
+            ratio = f"{_median(ratios):.2f}x" if ratios else "n/a"  # the median of the per-repeat ratios
             print(f"{batch:>5} {cell.get('yardstick', 'n/a'):>10} {cell['published']:>10} {cell['engine']:>12} "
                   f"{cell.get('bf16', 'n/a'):>12} {cell['api']:>11} {ratio:>20} {fused_deviation:>14.2e} "
                   f"{flow_deviation:>16.2e}")

@@ -142,6 +142,7 @@ def test_benchmark_speed_prints_a_row_per_batch(capsys):
     for _batch, yardstick, published, engine, bf16, api, ratio, fused, flow in rows:
         assert min(float(yardstick), float(published), float(engine), float(api)) > 0
         assert bf16 == "n/a" or float(bf16) > 0
+        # one run each: the median of the per-run ratios is the ratio of the two times
         assert float(ratio.rstrip("x")) == pytest.approx(float(yardstick) / float(engine), rel=0.02, abs=0.01)
         assert float(fused) < 1e-3 and float(flow) < 1e-2  # the engine's bound
 
