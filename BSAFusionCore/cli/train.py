@@ -16,6 +16,7 @@ _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
     "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size", "shapes_fraction",
+    "freeze_features",
 )
 # Settings a resumed run keeps unless the command line gives them, with their defaults.
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
@@ -23,7 +24,7 @@ _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
 _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
     "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
-    "shapes_fraction": 0.0,
+    "shapes_fraction": 0.0, "freeze_features": False,
 }
 
 
@@ -100,6 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shapes-fraction", type=float, default=0.0,
         help="registration stage, afterwards: share of random-shape pairs (synthetic label maps under two "
         "unrelated random contrasts, SynthMorph's idea)",
+    )
+    stages.add_argument(
+        "--freeze-features", action="store_true",
+        help="registration stage: keep the encoder and the MFRH classifier (all the fusion net reads) as --init "
+        "gives them, so that its trained fusion stays valid while Transfer and BSFA learn to register",
     )
     hyper = parser.add_argument_group("training")
     hyper.add_argument("--image-size", type=int, default=256, help="training resolution, multiple of 16")
@@ -257,7 +263,7 @@ def run_train(args: argparse.Namespace) -> int:
         flow_supervision=args.flow_supervision, level_scaled_flow_lr=args.level_scaled_flow_lr,
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
         synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
-        shapes_fraction=args.shapes_fraction,
+        shapes_fraction=args.shapes_fraction, freeze_features=args.freeze_features,
         val_size=args.val_size,
         init_weights=saved.get("init_weights", "") if args.resume else str(args.init or ""),
         init_registers=saved.get("init_registers", True),

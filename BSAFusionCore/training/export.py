@@ -86,6 +86,12 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             f" Curriculum: {first}{config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} "
             f"random-contrast, {config.shapes_fraction:.0%} random-shape and the rest real pairs (docs/training.md)."
         )
+    if config.freeze_features:
+        curriculum += (
+            " The encoder, the MFRH classifier and the fusion net were kept as the initial weights have them "
+            "(everything the fusion net reads), so their trained fusion stays valid; Transfer and BSFA learned "
+            "to register."
+        )
     lines = [
         f"# BSAFusion weights for {', '.join(f'{m}-MRI' for m in config.modality.split(','))}: `{weights_name}`",
         "",

@@ -78,6 +78,7 @@ class TrainConfig:
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
     pretrain_synthetic_fraction: float = 0.5  # share of random-contrast pairs during pre-training (the rest mono)
     shapes_fraction: float = 0.0  # ... and of random-shape pairs (see shapes.py)
+    freeze_features: bool = False  # registration stage: keep the fusion net's inputs (encoder, MFRH classifier)
     val_size: int = 0  # validation resolution (the net runs at image_size, resized); 0 = image_size
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     init_registers: bool = True  # whether those weights register (their metadata's "registers")
@@ -93,6 +94,8 @@ class TrainConfig:
                 "fractions) are for the "
                 "registration stage only: the fusion must learn from real pairs"
             )
+        if self.freeze_features and self.stage != "registration":
+            raise InputError("freeze_features is an option of the registration stage")
         pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction, shapes=self.shapes_fraction)  # checks the shares
         pair_mix(0, 1, 0, 0, self.pretrain_synthetic_fraction)
 
@@ -237,7 +240,13 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu":
         if config.amp == "fp16":
             raise InputError("fp16 autocast is for GPUs; on the CPU use --amp bf16 (or auto)")
-        return torch.bfloat16 if config.amp == "bf16" or cpu_supports_bf16() else None
+        native = cpu_supports_bf16()
+        if config.amp == "bf16" and not native:
+            log.warning(
+                "this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 autocast is emulated and runs about 10x "
+                "slower than float32 here; --amp auto chooses float32 on such CPUs"
+            )
+        return torch.bfloat16 if config.amp == "bf16" or native else None
     if device.type != "cuda":
         return None
     if config.amp == "fp16":
@@ -371,12 +380,16 @@ class Trainer:
     def _frozen_modules(self) -> list[nn.Module]:
         """What the stage keeps as it starts (in eval mode while training, see :meth:`_set_modes`).
 
-        Registration: the fusion net, which is not run. Fusion: the whole registration path (the
-        encoder, MFRH classifier, Transfer and BSFA), so that the registration it starts with is
-        exactly what the weights keep.
+        Registration: the fusion net, which is not run; with ``freeze_features`` also everything the
+        fusion net reads (the encoder and the MFRH classifier), so that the fusion of the initial
+        weights stays valid while Transfer and BSFA learn to register. Fusion: the whole registration
+        path (the encoder, MFRH classifier, Transfer and BSFA), so that the registration it starts
+        with is exactly what the weights keep.
         """
         net = self.net
         if self.config.stage == "registration":
+            if self.config.freeze_features:
+                return [net.fusion_net, net.encoder, net.transfer.classifier]
             return [net.fusion_net]
         if self.config.stage == "fusion":
             return [net.encoder, net.transfer, net.reg_net]

@@ -41,6 +41,27 @@ def test_registration_stage_trains_the_registration_path_alone(tmp_path: Path) -
     assert trainer.state.mu == 1.0
 
 
+def test_registration_stage_can_keep_what_the_fusion_reads(tmp_path: Path) -> None:
+    samples = _samples(2)
+    config = _config(tmp_path, stage="registration", flow_supervision=1.0, deformation_scale=4.0, lr=3e-4,
+                     freeze_features=True)
+    trainer = Trainer(config, samples, [])
+    kept = {n: p.clone() for n, p in trainer.net.named_parameters()
+            if n.startswith(("encoder.", "transfer.classifier.", "fusion_net."))}
+    learns = {n: p.clone() for n, p in trainer.net.named_parameters()
+              if n.startswith(("transfer.transfer.", "reg_net."))}
+    fixed, label = make_batch(samples, [0, 1], None)
+    before = _registration_loss(trainer, fixed, label)
+    for _ in range(12):
+        trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    assert _registration_loss(trainer, fixed, label) < before - 0.05
+    params = dict(trainer.net.named_parameters())
+    assert all(torch.equal(params[n], p) for n, p in kept.items())
+    assert sum(not torch.equal(params[n], p) for n, p in learns.items()) > len(learns) // 2
+    with pytest.raises(InputError, match="registration stage"):
+        _config(tmp_path, stage="fusion", freeze_features=True)
+
+
 def test_fusion_stage_steps_reduce_the_fusion_loss(tmp_path: Path) -> None:
     samples = _samples(2)
     trainer = Trainer(_config(tmp_path, stage="fusion", lr=3e-4), samples, [])
