@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bsafusion import BSAFusionNet
+from .folded_registration import FoldedAlignment
 from .layers import plane_layer_norm
 from .restormer import RestormerBlock, channel_attention
 
@@ -87,7 +88,8 @@ class FoldedRestormerBlock(nn.Module):
 
 
 def fold_for_inference(net: BSAFusionNet) -> BSAFusionNet:
-    """A copy of ``net`` in eval mode with every Restormer block folded (no gradients).
+    """A copy of ``net`` in eval mode with every Restormer block folded and the BSFA net in its
+    inference form (:class:`FoldedAlignment`; no gradients).
 
     Folding changes the arithmetic of the encoder's convolutions at the last bits, which the channel
     attention over all pixels amplifies: the engine's flow differs from the published form's by up
@@ -100,4 +102,5 @@ def fold_for_inference(net: BSAFusionNet) -> BSAFusionNet:
             for name, child in list(parent.named_children()):
                 if isinstance(child, RestormerBlock):
                     setattr(parent, name, FoldedRestormerBlock(child))
+        folded.reg_net = FoldedAlignment(folded.reg_net)
     return folded

@@ -10,9 +10,15 @@ import torch
 
 from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.network.folded import fold_for_inference
+from BSAFusionCore.network.registration import LEVELS
 from BSAFusionCore.weights import import_reference, load_network
 
 TOLERANCE = 1e-4
+COMPOSED = ("flow", "flow_fixed_side", "flow_moving_side")
+COMPOSITION_GAIN = sum(2 ** (LEVELS - i) for i in range(1, LEVELS + 1))
+"""The composed displacements (px) are sum_i 2^(5-i) * (level-i flow), so the level flows' float32
+rounding reaches them up to 31-fold: they are held to 31 x 1e-4 px, the level flows themselves to 1e-4.
+(Measured on an AVX2 CPU: level flows within 7.5e-6, composed flow 1.2e-4 px.)"""
 
 
 def _arrays(out) -> dict[str, np.ndarray]:
@@ -41,7 +47,8 @@ def _check_all(out, expected) -> None:
             mask = np.broadcast_to(_inside(expected["flow"]), want.shape)
             got, want = got[mask], want[mask]
         error = float(np.abs(got - want).max())
-        assert error <= TOLERANCE, f"{name}: max |error| {error:.2e}"
+        bound = TOLERANCE * (COMPOSITION_GAIN if name in COMPOSED else 1)
+        assert error <= bound, f"{name}: max |error| {error:.2e} > {bound:.1e}"
 
 
 @pytest.fixture(scope="module")
