@@ -199,17 +199,20 @@ def _load_samples(args: argparse.Namespace, size: int):
 
 
 def _initial_state(source: str):
-    """(state dict, whether it registers) of ``--init``: a training checkpoint or weights."""
+    """(state dict, whether it registers, the stages that made it) of ``--init``: a training checkpoint
+    or weights."""
     if source.endswith(".pt") and Path(source).is_file():
-        from ..training.export import registers
-        from ..training.trainer import TrainConfig, load_checkpoint
+        from ..training.export import registers, stage_history
+        from ..training.trainer import TrainConfig, TrainState, load_checkpoint
 
         checkpoint = load_checkpoint(Path(source))
-        return checkpoint["model"], registers(TrainConfig.from_dict(checkpoint["config"]))
+        config, state = TrainConfig.from_dict(checkpoint["config"]), TrainState(**checkpoint["state"])
+        return checkpoint["model"], registers(config), stage_history(config, state)
     from ..model import load_model
+    from ..training.export import legacy_stage_records
 
     start = load_model(source, device="cpu")
-    return start.net.state_dict(), start.registers
+    return start.net.state_dict(), start.registers, legacy_stage_records(start.metadata)
 
 
 def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int:
@@ -268,10 +271,12 @@ def run_train(args: argparse.Namespace) -> int:
         init_weights=saved.get("init_weights", "") if args.resume else str(args.init or ""),
         init_registers=saved.get("init_registers", True),
     )
-    initial = None
+    initial, earlier_stages = None, []
     if args.init and not args.resume:
-        initial, config.init_registers = _initial_state(str(args.init))
+        initial, config.init_registers, earlier_stages = _initial_state(str(args.init))
     trainer = Trainer(config, train, val, device=args.device, initial_state=initial)
+    if not args.resume:
+        trainer.state.earlier_stages = earlier_stages
     try:
         if args.resume:
             trainer.resume()

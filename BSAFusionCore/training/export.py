@@ -32,6 +32,53 @@ def registers(config: TrainConfig) -> bool:
     return config.init_registers if config.init_weights else not config.zero_flow_init
 
 
+def stage_record(config: TrainConfig, state: TrainState) -> dict:
+    """What one stage did (settings, steps, time, hardware, learning curve), as the metadata and model
+    cards of the weights trained from it carry it."""
+    return {
+        "stage": config.stage,
+        "modality": config.modality,
+        "init_weights": config.init_weights,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "flow_supervision": config.flow_supervision,
+        "freeze_features": config.freeze_features,
+        "epochs_done": state.epoch,
+        "steps": state.global_step,
+        "training_hours": round(state.elapsed_s / 3600, 2),
+        "hardware": "; ".join(state.hardware),
+        "curve": state.curve,
+    }
+
+
+def legacy_stage_records(metadata: dict) -> list[dict]:
+    """The stages of weights: recorded since ``stages`` exists; before, one summary of our own training
+    (none for the authors' or other files)."""
+    if "stages" in metadata:
+        return list(metadata["stages"])
+    if metadata.get("source") != "bsafusion train":
+        return []
+    return [{
+        # before stages, --freeze-registration trained everything but the BSFA net
+        "stage": metadata.get("stage") or ("joint" if metadata.get("registers", True) else "joint, BSFA frozen"),
+        "modality": metadata.get("modality"),
+        "init_weights": "",
+        "image_size": metadata.get("training_image_size"),
+        "batch_size": metadata.get("batch_size"),
+        "epochs_done": metadata.get("epochs_done"),
+        "steps": metadata.get("steps"),
+        "training_hours": metadata.get("training_hours"),
+        "hardware": metadata.get("hardware", ""),
+        "curve": [],
+    }]
+
+
+def stage_history(config: TrainConfig, state: TrainState) -> list[dict]:
+    """Every stage that made the run's weights, oldest first, this one last."""
+    return [*state.earlier_stages, stage_record(config, state)]
+
+
 def export_metadata(config: TrainConfig, state: TrainState, working_size: int | None = None) -> dict:
     """What the weights file records about its training; ``image_size`` is the inference resolution."""
     return {
@@ -53,6 +100,7 @@ def export_metadata(config: TrainConfig, state: TrainState, working_size: int | 
         "hardware": "; ".join(state.hardware),
         "validation": state.validation,
         "validation_epoch": state.validation_epoch,
+        "stages": stage_history(config, state),
     }
 
 
@@ -165,24 +213,58 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
                 )
     else:
         lines.append("No validation figures were recorded for this checkpoint.")
-    if state.curve:
-        fusion = [name for name in FUSION_METRICS if all(name in point for point in state.curve)]
-        lines += [
-            "",
-            "## Learning curve (held-out pairs; this stage)",
-            "",
-            "| step | samples | EPE px (none) | SSIM (none) | NCC (none) | folding |"
-            + "".join(f" {name} |" for name in fusion),
-            "|---|---|---|---|---|---|" + "---|" * len(fusion),
-        ]
-        for point in state.curve:
-            lines.append(
-                f"| {point['step']} | {point['samples']} | {point['epe']:.3f} ({point['epe_unregistered']:.3f}) "
-                f"| {point['ssim']:.4f} ({point['ssim_unregistered']:.4f}) "
-                f"| {point['ncc']:.4f} ({point['ncc_unregistered']:.4f}) | {point.get('folding', float('nan')):.2%} |"
-                + "".join(f" {point[n]:.4g} |" for n in fusion)
-            )
+    history = stage_history(config, state)
+    if len(history) > 1:
+        lines += _stage_lines(history)
+    for number, record in enumerate(history, start=1):
+        if record["curve"]:
+            this = " (this stage)" if number == len(history) else ""
+            title = f"Learning curve of stage {number}, {record['stage']}{this} (held-out pairs)"
+            lines += _curve_lines(record["curve"], title)
     return "\n".join(lines) + "\n"
+
+
+def _stage_lines(history: list[dict]) -> list[str]:
+    """The table of the stages that made the weights, oldest first."""
+    lines = [
+        "",
+        "## Stages",
+        "",
+        "| # | stage | started from | size | batch | steps | hours | hardware | last held-out EPE px (none) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for number, record in enumerate(history, start=1):
+        curve = record.get("curve") or []
+        last = f"{curve[-1]['epe']:.3f} ({curve[-1]['epe_unregistered']:.3f})" if curve else "not recorded"
+        size = record.get("image_size")
+        lines.append(
+            f"| {number} | {record['stage']}{' (features frozen)' if record.get('freeze_features') else ''} "
+            f"| {record.get('init_weights') or 'random initialisation'} | {f'{size}x{size}' if size else '?'} "
+            f"| {record.get('batch_size') or '?'} | {record.get('steps') or '?'} "
+            f"| {record.get('training_hours', '?')} | {record.get('hardware') or '?'} | {last} |"
+        )
+    return lines
+
+
+def _curve_lines(curve: list[dict], title: str) -> list[str]:
+    """A learning curve as a markdown table (the fusion metrics where every point has them)."""
+    fusion = [name for name in FUSION_METRICS if all(name in point for point in curve)]
+    lines = [
+        "",
+        f"## {title}",
+        "",
+        "| step | samples | EPE px (none) | SSIM (none) | NCC (none) | folding |"
+        + "".join(f" {name} |" for name in fusion),
+        "|---|---|---|---|---|---|" + "---|" * len(fusion),
+    ]
+    for point in curve:
+        lines.append(
+            f"| {point['step']} | {point['samples']} | {point['epe']:.3f} ({point['epe_unregistered']:.3f}) "
+            f"| {point['ssim']:.4f} ({point['ssim_unregistered']:.4f}) "
+            f"| {point['ncc']:.4f} ({point['ncc_unregistered']:.4f}) | {point.get('folding', float('nan')):.2%} |"
+            + "".join(f" {point[n]:.4g} |" for n in fusion)
+        )
+    return lines
 
 
 def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | None = None) -> tuple[Path, Path]:

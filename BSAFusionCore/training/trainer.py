@@ -151,6 +151,7 @@ class TrainState:
     train_pairs: int = 0
     val_pairs: int = 0
     hardware: list[str] = field(default_factory=list)  # every machine the run has used
+    earlier_stages: list[dict] = field(default_factory=list)  # the initial weights' stages (export.stage_record)
 
 
 @dataclass

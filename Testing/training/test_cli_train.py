@@ -14,6 +14,7 @@ from training_phantoms import phantom_pair, write_aanlib
 from BSAFusionCore.cli import main
 from BSAFusionCore.inference import fuse_images
 from BSAFusionCore.model import load_model
+from BSAFusionCore.training.export import legacy_stage_records
 from BSAFusionCore.training.trainer import LAST_CHECKPOINT, load_checkpoint
 from BSAFusionCore.weights import read_weights
 
@@ -110,8 +111,32 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     assert load_checkpoint(tmp_path / "fusion" / LAST_CHECKPOINT)["config"]["init_weights"].endswith("best.pt")
     card = (tmp_path / "fusion" / "BSAFusion_CT.md").read_text()
     assert "the fusion net only" in card and "| folding | Qabf |" in card  # the fusion stage's curve
+    # the weights carry both stages: settings, steps and the registration stage's curve
+    stages = metadata["stages"]
+    assert [s["stage"] for s in stages] == ["registration", "fusion"] and [s["steps"] for s in stages] == [2, 2]
+    assert stages[0]["curve"] and stages[0]["curve"][-1]["step"] == 2 and stages[1]["init_weights"].endswith("best.pt")
+    assert "## Stages" in card and "Learning curve of stage 1, registration" in card
+    assert "Learning curve of stage 2, fusion (this stage)" in card
+    # a stage started from weights files continues their history (our older weights: a summary)
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--aanlib", str(aanlib), "--run-dir", str(tuned), *TINY, "--epochs", "1", "--max-steps", "1",
+                 "--stage", "fusion", "--init", str(tmp_path / "fusion" / "BSAFusion_CT.safetensors")]) == 0
+    assert [s["stage"] for s in read_weights(tuned / "BSAFusion_CT.safetensors")[1]["stages"]] == [
+        "registration", "fusion", "fusion"]
     joint = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "joint"), *TINY, "--pretrain-steps", "5"]
     assert main(joint) == 2  # mixed pairs are for the registration stage only
+
+
+def test_weights_from_before_stages_were_recorded_give_a_summary() -> None:
+    # the metadata of our weights before "stages" (the fusion-only weights shipped until then)
+    old = {"source": "bsafusion train", "modality": "CT", "registers": False, "steps": 748, "batch_size": 4,
+           "epochs_done": 22, "training_hours": 0.52, "training_image_size": 128, "hardware": "CPU, 2 cores"}
+    (record,) = legacy_stage_records(old)
+    assert record["stage"] == "joint, BSFA frozen" and record["steps"] == 748 and record["image_size"] == 128
+    assert record["curve"] == []
+    assert legacy_stage_records({**old, "registers": True})[0]["stage"] == "joint"
+    assert legacy_stage_records({**old, "stages": [{"stage": "fusion"}]}) == [{"stage": "fusion"}]
+    assert legacy_stage_records({"source": "the authors"}) == []
 
 
 def test_one_registration_for_several_modalities(aanlib: Path, tmp_path: Path) -> None:
