@@ -16,7 +16,7 @@ _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
     "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size", "shapes_fraction",
-    "freeze_features",
+    "freeze_features", "fusion_teacher", "teacher_weight",
 )
 # Settings a resumed run keeps unless the command line gives them, with their defaults.
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
@@ -24,7 +24,7 @@ _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
 _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
     "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
-    "shapes_fraction": 0.0, "freeze_features": False,
+    "shapes_fraction": 0.0, "freeze_features": False, "fusion_teacher": "", "teacher_weight": 1.0,
 }
 
 
@@ -106,6 +106,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--freeze-features", action="store_true",
         help="registration stage: keep the encoder and the MFRH classifier (all the fusion net reads) as --init "
         "gives them, so that its trained fusion stays valid while Transfer and BSFA learn to register",
+    )
+    stages.add_argument(
+        "--fusion-teacher", default="", metavar="WEIGHTS",
+        help="fusion and joint stages: the fused image also learns to reproduce these weights' fusion of the "
+        "aligned pair (ours, CT/PET/SPECT or the authors'), e.g. to keep the fusion of fusion-only weights "
+        "on a registration-trained encoder",
+    )
+    stages.add_argument(
+        "--teacher-weight", type=float, default=1.0,
+        help="weight of the teacher term, L1 + (1 - SSIM) against the teacher's fused image (default 1)",
     )
     hyper = parser.add_argument_group("training")
     hyper.add_argument("--image-size", type=int, default=256, help="training resolution, multiple of 16")
@@ -267,6 +277,7 @@ def run_train(args: argparse.Namespace) -> int:
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
         synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
         shapes_fraction=args.shapes_fraction, freeze_features=args.freeze_features,
+        fusion_teacher=str(args.fusion_teacher), teacher_weight=args.teacher_weight,
         val_size=args.val_size,
         init_weights=saved.get("init_weights", "") if args.resume else str(args.init or ""),
         init_registers=saved.get("init_registers", True),

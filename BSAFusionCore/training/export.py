@@ -134,6 +134,11 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             f" Curriculum: {first}{config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} "
             f"random-contrast, {config.shapes_fraction:.0%} random-shape and the rest real pairs (docs/training.md)."
         )
+    if config.fusion_teacher:
+        curriculum += (
+            f" The fused image also learned to reproduce the fusion of the aligned pair by `{config.fusion_teacher}`"
+            f" (L1 + (1 - SSIM), weight {config.teacher_weight:g}; not a loss of the paper)."
+        )
     if config.freeze_features:
         curriculum += (
             " The encoder, the MFRH classifier and the fusion net were kept as the initial weights have them "

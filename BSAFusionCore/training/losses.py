@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,15 @@ def registration_loss(label: Tensor, warped: Tensor) -> Tensor:
     return ssim_loss(label, warped) + F.l1_loss(warped, label)
 
 
+def teacher_loss(fused: Tensor, target: Tensor) -> Tensor:
+    """L1 + (1 - SSIM) of the fused image against a teacher's fusion of the aligned pair.
+
+    Not a loss of the paper: it lets a fusion net learn on new encoder features (a registration-trained
+    encoder) what given weights fuse well, the aligned pair being what a perfect registration gives.
+    """
+    return F.l1_loss(fused, target) + ssim_loss(fused, target)
+
+
 @dataclass
 class LossTerms:
     """The loss of one batch, its terms, and the two SSIM losses that adapt mu."""
@@ -84,6 +93,7 @@ class LossTerms:
     flow_supervision: Tensor
     ssim_fused_warped: Tensor
     ssim_fused_fixed: Tensor
+    teacher: Tensor = field(default_factory=lambda: torch.zeros(()))  # see teacher_loss; set by the trainer
 
     def as_floats(self) -> dict[str, float]:
         return {name: float(value.detach()) for name, value in vars(self).items()}

@@ -38,7 +38,7 @@ from ..pairs import PairSample
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .curriculum import MixedBatch, mix_pairs, pair_mix
 from .data import make_batch
-from .losses import bsafusion_loss, registration_stage_loss
+from .losses import bsafusion_loss, registration_stage_loss, teacher_loss
 from .validation import ValidationSet, make_validation_set, validate
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class TrainConfig:
     pretrain_synthetic_fraction: float = 0.5  # share of random-contrast pairs during pre-training (the rest mono)
     shapes_fraction: float = 0.0  # ... and of random-shape pairs (see shapes.py)
     freeze_features: bool = False  # registration stage: keep the fusion net's inputs (encoder, MFRH classifier)
+    fusion_teacher: str = ""  # weights whose fusion of the aligned pair the fused image learns too ("" = none)
+    teacher_weight: float = 1.0  # weight of that term (see losses.teacher_loss)
     val_size: int = 0  # validation resolution (the net runs at image_size, resized); 0 = image_size
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     init_registers: bool = True  # whether those weights register (their metadata's "registers")
@@ -96,6 +98,12 @@ class TrainConfig:
             )
         if self.freeze_features and self.stage != "registration":
             raise InputError("freeze_features is an option of the registration stage")
+        if self.fusion_teacher and self.stage == "registration":
+            raise InputError(
+                "a fusion teacher is for the fusion and joint stages (the registration stage has no fusion)"
+            )
+        if self.teacher_weight < 0:
+            raise InputError(f"the teacher weight must be >= 0, got {self.teacher_weight:g}")
         pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction, shapes=self.shapes_fraction)  # checks the shares
         pair_mix(0, 1, 0, 0, self.pretrain_synthetic_fraction)
 
@@ -370,6 +378,7 @@ class Trainer:
             self.optimizer, T_max=self.total_steps, eta_min=config.lr_min
         )
         self.amp_dtype = _amp_dtype(config, self.device)
+        self.teacher = self._load_teacher() if config.fusion_teacher else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState(train_pairs=len(train_samples), val_pairs=len(val_samples))
         self.validation: ValidationSet | None = None
@@ -377,6 +386,18 @@ class Trainer:
             size = val_samples[0].fixed.shape[-1]
             self.validation = make_validation_set(val_samples, config.deformation(size), VALIDATION_SEED)
         self._writer = self._tensorboard() if self.dist.main else None
+
+    def _load_teacher(self) -> nn.Module:
+        """The fusion teacher's inference engine, frozen (its file checked as every model file is)."""
+        from ..model import load_model
+
+        teacher = load_model(self.config.fusion_teacher, device=self.device)
+        if teacher.modality not in (None, self.config.modality):
+            raise InputError(
+                f"the fusion teacher {self.config.fusion_teacher} fuses {teacher.modality}-MRI, this run trains "
+                f"{self.config.modality}-MRI"
+            )
+        return teacher.engine.requires_grad_(False).eval()
 
     def _frozen_modules(self) -> list[nn.Module]:
         """What the stage keeps as it starts (in eval mode while training, see :meth:`_set_modes`).
@@ -491,6 +512,11 @@ class Trainer:
                 fusion_steers_registration=config.fusion_steers_registration,
                 true_flow=true_flow, flow_supervision=config.flow_supervision,
             )
+        if self.teacher is not None:
+            with torch.no_grad(), self._autocast():
+                target = self.teacher.fuse_aligned(fixed, label)
+            terms.teacher = teacher_loss(output.fused, target.float())
+            terms.total = terms.total + config.teacher_weight * terms.teacher
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         self.scaler.step(self.optimizer)

@@ -13,8 +13,10 @@ from BSAFusionCore.errors import InputError
 from BSAFusionCore.training.contrast import random_contrast
 from BSAFusionCore.training.curriculum import PairMix, mix_pairs, pair_mix
 from BSAFusionCore.training.data import make_batch
-from BSAFusionCore.training.losses import registration_stage_loss
+from BSAFusionCore.network import BSAFusionNet
+from BSAFusionCore.training.losses import registration_stage_loss, teacher_loss
 from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
+from BSAFusionCore.weights import save_weights
 
 
 def _registration_loss(trainer: Trainer, fixed: torch.Tensor, label: torch.Tensor) -> float:
@@ -70,6 +72,35 @@ def test_fusion_stage_steps_reduce_the_fusion_loss(tmp_path: Path) -> None:
     for _ in range(8):
         trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
     assert _eval_loss(trainer, fixed, label, term="fusion") < 0.9 * before
+
+
+def test_fusion_stage_learns_the_fusion_of_a_teacher(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    teacher_file = tmp_path / "teacher.safetensors"
+    save_weights(teacher_file, BSAFusionNet(), {"modality": "CT", "image_size": 32})
+    samples = _samples(2)
+    config = _config(tmp_path, stage="fusion", lr=3e-4, fusion_teacher=str(teacher_file))
+    trainer = Trainer(config, samples, [])
+    fixed, label = make_batch(samples, [0, 1], None)
+    target = trainer.teacher.fuse_aligned(fixed, label)
+    moving, _ = random_deformation(label, generator=torch.Generator().manual_seed(9), **trainer.config.deformation())
+
+    def distance() -> float:
+        trainer.net.eval()
+        with torch.no_grad():
+            distance = float(teacher_loss(trainer.net(fixed, moving).fused, target))
+        trainer.net.train()
+        return distance
+
+    before = distance()
+    figures = [trainer.train_step(fixed, label, torch.Generator().manual_seed(9)) for _ in range(8)]
+    assert distance() < 0.8 * before
+    assert all(f["teacher"] > 0 for f in figures)
+    assert all(f["total"] >= f["fusion"] + f["teacher"] for f in figures)
+    with pytest.raises(InputError, match="fusion and joint stages"):
+        _config(tmp_path, stage="registration", fusion_teacher=str(teacher_file))
+    with pytest.raises(InputError, match="fuses CT-MRI, this run trains PET-MRI"):
+        Trainer(_config(tmp_path, stage="fusion", modality="PET", fusion_teacher=str(teacher_file)), samples, [])
 
 
 def test_registration_stage_keeps_the_checkpoint_with_the_lowest_endpoint_error(tmp_path: Path) -> None:
