@@ -10,10 +10,10 @@ from test_trainer import _config, _eval_loss, _samples
 
 from BSAFusionCore.deformation import invert_displacement, random_deformation
 from BSAFusionCore.errors import InputError
+from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.training.contrast import random_contrast
 from BSAFusionCore.training.curriculum import PairMix, mix_pairs, pair_mix
 from BSAFusionCore.training.data import make_batch
-from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.training.losses import registration_stage_loss, teacher_loss
 from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 from BSAFusionCore.weights import save_weights
