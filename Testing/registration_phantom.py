@@ -28,14 +28,14 @@ from BSAFusionCore.metrics import fusion_metrics
 from BSAFusionCore.metrics.registration import ncc
 from BSAFusionCore.model import FusionModel, model_from_network
 from BSAFusionCore.network import BSAFusionNet
-from BSAFusionCore.training.trainer import load_checkpoint
+from BSAFusionCore.training.trainer import checkpoint_weights, load_checkpoint
 
 
 def load(source: str, size: int) -> FusionModel:
     """Weights (a path or CT/PET/SPECT), or a training checkpoint run at ``size``."""
     if source.endswith(".pt") and Path(source).is_file():
         net = BSAFusionNet()
-        net.load_state_dict(load_checkpoint(Path(source))["model"])
+        net.load_state_dict(checkpoint_weights(load_checkpoint(Path(source))))
         return model_from_network(net, "cpu", {"image_size": size, "registers": True})
     return bf.load_model(source, device="cpu")
 

@@ -16,7 +16,7 @@ _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
     "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size", "shapes_fraction",
-    "freeze_features", "fusion_teacher", "teacher_weight",
+    "freeze_features", "fusion_teacher", "teacher_weight", "ema_decay",
 )
 # Settings a resumed run keeps unless the command line gives them, with their defaults.
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
@@ -25,6 +25,7 @@ _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
     "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
     "shapes_fraction": 0.0, "freeze_features": False, "fusion_teacher": "", "teacher_weight": 1.0,
+    "ema_decay": 0.0,
 }
 
 
@@ -133,6 +134,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hyper.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 500, or the run's own "
                        "with --resume)")
     hyper.add_argument("--max-steps", type=int, default=0, help="stop after N steps in total (0: no limit)")
+    hyper.add_argument(
+        "--ema-decay", type=float, default=0.0, metavar="D",
+        help="validate, keep and export the exponential moving average of the weights with this decay, e.g. "
+        "0.998 (0 = off: the weights themselves)",
+    )
     hyper.add_argument("--deformation-scale", type=float, default=1.0, help="1 = the published deformation size")
     hyper.add_argument("--seed", type=int, default=0)
     hyper.add_argument(
@@ -213,11 +219,11 @@ def _initial_state(source: str):
     or weights."""
     if source.endswith(".pt") and Path(source).is_file():
         from ..training.export import registers, stage_history
-        from ..training.trainer import TrainConfig, TrainState, load_checkpoint
+        from ..training.trainer import TrainConfig, TrainState, checkpoint_weights, load_checkpoint
 
         checkpoint = load_checkpoint(Path(source))
         config, state = TrainConfig.from_dict(checkpoint["config"]), TrainState(**checkpoint["state"])
-        return checkpoint["model"], registers(config), stage_history(config, state)
+        return checkpoint_weights(checkpoint), registers(config), stage_history(config, state)
     from ..model import load_model
     from ..training.export import legacy_stage_records
 
@@ -277,7 +283,7 @@ def run_train(args: argparse.Namespace) -> int:
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
         synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
         shapes_fraction=args.shapes_fraction, freeze_features=args.freeze_features,
-        fusion_teacher=str(args.fusion_teacher), teacher_weight=args.teacher_weight,
+        fusion_teacher=str(args.fusion_teacher), teacher_weight=args.teacher_weight, ema_decay=args.ema_decay,
         val_size=args.val_size,
         init_weights=saved.get("init_weights", "") if args.resume else str(args.init or ""),
         init_registers=saved.get("init_registers", True),

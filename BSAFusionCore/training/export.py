@@ -10,7 +10,7 @@ from ..files import atomic_output
 from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
 from ..network import BSAFusionNet
 from ..weights import save_weights
-from .trainer import TrainConfig, TrainState, check_working_size, load_checkpoint
+from .trainer import TrainConfig, TrainState, check_working_size, checkpoint_weights, load_checkpoint
 
 _FIGURES = (
     ("ssim", "SSIM warped vs label (higher is better)"),
@@ -43,6 +43,7 @@ def stage_record(config: TrainConfig, state: TrainState) -> dict:
         "batch_size": config.batch_size,
         "lr": config.lr,
         "flow_supervision": config.flow_supervision,
+        "ema_decay": config.ema_decay,
         "freeze_features": config.freeze_features,
         "epochs_done": state.epoch,
         "steps": state.global_step,
@@ -138,6 +139,11 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         curriculum += (
             f" The fused image also learned to reproduce the fusion of the aligned pair by `{config.fusion_teacher}`"
             f" (L1 + (1 - SSIM), weight {config.teacher_weight:g}; not a loss of the paper)."
+        )
+    if config.ema_decay:
+        curriculum += (
+            f" The weights are the exponential moving average of the training weights (decay {config.ema_decay:g}),"
+            " which is also what was validated."
         )
     if config.freeze_features:
         curriculum += (
@@ -277,7 +283,7 @@ def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | N
     checkpoint = load_checkpoint(Path(checkpoint_path))
     config, state = TrainConfig.from_dict(checkpoint["config"]), TrainState(**checkpoint["state"])
     net = BSAFusionNet()
-    net.load_state_dict(checkpoint["model"])
+    net.load_state_dict(checkpoint_weights(checkpoint))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if working_size is not None:

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..deformation import invert_displacement, random_deformation
@@ -81,6 +82,7 @@ class TrainConfig:
     freeze_features: bool = False  # registration stage: keep the fusion net's inputs (encoder, MFRH classifier)
     fusion_teacher: str = ""  # weights whose fusion of the aligned pair the fused image learns too ("" = none)
     teacher_weight: float = 1.0  # weight of that term (see losses.teacher_loss)
+    ema_decay: float = 0.0  # > 0: validate, keep and export a moving average of the weights (see Trainer.ema)
     val_size: int = 0  # validation resolution (the net runs at image_size, resized); 0 = image_size
     init_weights: str = ""  # the weights a fine-tuning run started from ("" = random initialisation)
     init_registers: bool = True  # whether those weights register (their metadata's "registers")
@@ -102,6 +104,8 @@ class TrainConfig:
             raise InputError(
                 "a fusion teacher is for the fusion and joint stages (the registration stage has no fusion)"
             )
+        if not 0 <= self.ema_decay < 1:
+            raise InputError(f"the EMA decay must be in [0, 1), got {self.ema_decay:g}")
         if self.teacher_weight < 0:
             raise InputError(f"the teacher weight must be >= 0, got {self.teacher_weight:g}")
         pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction, shapes=self.shapes_fraction)  # checks the shares
@@ -316,6 +320,18 @@ def _atomic_save(obj: object, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def checkpoint_weights(checkpoint: dict) -> dict[str, Tensor]:
+    """The network weights a training checkpoint stands for: the moving average of a run that keeps
+    one (what it validated), else the model. The discriminator is the classifier, as after every epoch."""
+    if "ema" not in checkpoint:
+        return checkpoint["model"]
+    state = {name.removeprefix("module."): value for name, value in checkpoint["ema"].items() if name != "n_averaged"}
+    classifier, discriminator = "transfer.classifier.", "transfer.modal_dis."
+    state.update({discriminator + name[len(classifier):]: value
+                  for name, value in state.items() if name.startswith(classifier)})
+    return state
+
+
 def load_checkpoint(path: Path) -> dict:
     """A training checkpoint written by :class:`Trainer`."""
     try:
@@ -377,6 +393,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.total_steps, eta_min=config.lr_min
         )
+        # The exponential moving average of the weights: what is validated, kept as best and exported. Our
+        # choice, not the published code's: the held-out EPE of single iterates swings by ~0.2 px between
+        # validations (docs/training.md).
+        self.ema = (AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                    if config.ema_decay else None)
         self.amp_dtype = _amp_dtype(config, self.device)
         self.teacher = self._load_teacher() if config.fusion_teacher else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -432,6 +453,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": self._gather_rng(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def _gather_rng(self) -> list[dict[str, Tensor]]:
@@ -467,6 +489,8 @@ class Trainer:
                     f"this run has {getattr(self.config, name)!r}"
                 )
         self.net.load_state_dict(checkpoint["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(checkpoint["ema"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
@@ -522,6 +546,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
         return terms.as_floats()
 
     def _step_generators(self, epoch: int, step: int) -> tuple[torch.Generator, torch.Generator]:
@@ -595,6 +621,11 @@ class Trainer:
         return state
 
     @property
+    def validated_net(self) -> BSAFusionNet:
+        """The weights the run validates and exports: the moving average when it keeps one."""
+        return self.ema.module if self.ema is not None else self.net
+
+    @property
     def finished(self) -> bool:
         """Whether the run has done every planned epoch."""
         return self.state.epoch >= self.config.epochs
@@ -630,7 +661,7 @@ class Trainer:
         if self.validation is None:
             return False
         state.validation = validate(
-            self.net, self.validation, self.device, config.batch_size, self._autocast(),
+            self.validated_net, self.validation, self.device, config.batch_size, self._autocast(),
             working_size=config.image_size, with_fusion=config.stage != "registration",
         )
         state.validation_epoch = state.epoch

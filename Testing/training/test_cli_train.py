@@ -15,7 +15,7 @@ from BSAFusionCore.cli import main
 from BSAFusionCore.inference import fuse_images
 from BSAFusionCore.model import load_model
 from BSAFusionCore.training.export import legacy_stage_records
-from BSAFusionCore.training.trainer import LAST_CHECKPOINT, load_checkpoint
+from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint
 from BSAFusionCore.weights import read_weights
 
 TINY = ["--image-size", "32", "--batch-size", "2", "--val-fraction", "0.5", "--val-every", "1", "--val-size", "48"]
@@ -88,7 +88,7 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     registration = tmp_path / "registration"
     args = ["train", "--aanlib", str(aanlib), "--run-dir", str(registration), *TINY, "--epochs", "2",
             "--stage", "registration", "--pretrain-steps", "1", "--synthetic-fraction", "0.5",
-            "--flow-supervision", "1", "--amp", "bf16"]
+            "--flow-supervision", "1", "--amp", "bf16", "--ema-decay", "0.9"]
     assert main([*args, "--max-minutes", "0.00001"]) == 0  # stops after its first step, exported
     weights = registration / "BSAFusion_CT.safetensors"
     assert read_weights(weights)[1]["steps"] == 1
@@ -100,6 +100,8 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     assert "folding" in metadata["validation"] and "Qabf" not in metadata["validation"]
     card = weights.with_suffix(".md").read_text()
     assert "--stage registration" in card and "Curriculum: the first 1 steps" in card
+    assert "moving average of the training weights (decay 0.9)" in card
+    assert load_checkpoint(registration / BEST_CHECKPOINT)["ema"]  # exported and passed on: the average
 
     # the next stage starts from the previous one's checkpoint (full precision)
     fusion = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fusion"), *TINY, "--epochs", "2",

@@ -15,7 +15,14 @@ from BSAFusionCore.training.contrast import random_contrast
 from BSAFusionCore.training.curriculum import PairMix, mix_pairs, pair_mix
 from BSAFusionCore.training.data import make_batch
 from BSAFusionCore.training.losses import registration_stage_loss, teacher_loss
-from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
+from BSAFusionCore.training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    TrainConfig,
+    Trainer,
+    checkpoint_weights,
+    load_checkpoint,
+)
 from BSAFusionCore.weights import save_weights
 
 
@@ -198,3 +205,38 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path: Path) 
     second = Trainer(_config(tmp_path, epochs=2), train, val)
     second.resume()
     assert second.run().global_step == 4 and second.finished
+
+
+def test_moving_average_of_the_weights_is_validated_kept_and_resumed(tmp_path: Path) -> None:
+    train, val = _samples(4), _samples(2, first_seed=10)
+    config = _config(tmp_path, stage="registration", flow_supervision=1.0, ema_decay=0.5, epochs=2)
+    trainer = Trainer(config, train, val)
+    start = {n: p.clone() for n, p in trainer.net.named_parameters()}
+    fixed, label = make_batch(train, [0, 1], None)
+    trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    after_one = {n: p.clone() for n, p in trainer.net.named_parameters()}
+    trainer.train_step(fixed, label, torch.Generator().manual_seed(9))
+    average = dict(trainer.validated_net.named_parameters())
+    name = "reg_net.f1_FR1.flow_output.0.weight"  # a flow head: zero at the start, learning from the first step
+    assert not torch.equal(start[name], after_one[name])
+    # the first update copies the weights, each later one moves the average half way towards them
+    expected = 0.5 * after_one[name] + 0.5 * trainer.net.get_parameter(name)
+    torch.testing.assert_close(average[name], expected)
+    assert not torch.equal(average[name], trainer.net.get_parameter(name))
+
+    trainer._validate()
+    trainer.save(best=True)
+    checkpoint = load_checkpoint(tmp_path / LAST_CHECKPOINT)
+    weights = checkpoint_weights(checkpoint)
+    torch.testing.assert_close(weights[name], average[name])
+    assert all(torch.equal(weights[f"transfer.modal_dis.{k}"], v)  # the discriminator is the classifier
+               for k, v in trainer.validated_net.transfer.classifier.state_dict().items())
+    assert not torch.equal(checkpoint["model"][name], weights[name])  # the iterate is kept for the resume
+
+    resumed = Trainer(config, train, val)
+    resumed.resume()
+    torch.testing.assert_close(dict(resumed.validated_net.named_parameters())[name], average[name])
+    resumed._validate()  # the average validated again gives the same figures
+    assert resumed.state.validation == pytest.approx(trainer.state.validation, abs=1e-6)
+    with pytest.raises(InputError, match="EMA decay"):
+        _config(tmp_path, ema_decay=1.0)
