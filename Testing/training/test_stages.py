@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_trainer import _config, _eval_loss, _samples
+from test_trainer import _config, _eval_loss, _evaluated, _samples
 
 from BSAFusionCore.deformation import invert_displacement, random_deformation
 from BSAFusionCore.errors import InputError
@@ -93,11 +93,7 @@ def test_fusion_stage_learns_the_fusion_of_a_teacher(tmp_path: Path) -> None:
     moving, _ = random_deformation(label, generator=torch.Generator().manual_seed(9), **trainer.config.deformation())
 
     def distance() -> float:
-        trainer.net.eval()
-        with torch.no_grad():
-            distance = float(teacher_loss(trainer.net(fixed, moving).fused, target))
-        trainer.net.train()
-        return distance
+        return _evaluated(trainer, fixed, moving, lambda out: teacher_loss(out.fused, target))
 
     before = distance()
     figures = [trainer.train_step(fixed, label, torch.Generator().manual_seed(9)) for _ in range(8)]

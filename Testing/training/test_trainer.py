@@ -44,6 +44,15 @@ def _config(run_dir: Path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _evaluated(trainer: Trainer, fixed: torch.Tensor, moving: torch.Tensor, figure) -> float:
+    """``figure(output)`` of the network in eval mode on a fixed pair, without gradients."""
+    trainer.net.eval()
+    with torch.no_grad():
+        value = float(figure(trainer.net(fixed, moving)))
+    trainer.net.train()
+    return value
+
+
 def _eval_loss(trainer: Trainer, fixed: torch.Tensor, label: torch.Tensor, term: str = "total") -> float:
     moving, _ = random_deformation(label, generator=torch.Generator().manual_seed(9), **trainer.config.deformation())
     trainer.net.eval()
@@ -131,11 +140,7 @@ def test_flow_supervision_steps_reduce_the_endpoint_error(tmp_path: Path) -> Non
     true_flow = invert_displacement(displacement)
 
     def error() -> float:
-        trainer.net.eval()
-        with torch.no_grad():
-            value = float(flow_supervision_loss(trainer.net(fixed, moving).flow, true_flow))
-        trainer.net.train()
-        return value
+        return _evaluated(trainer, fixed, moving, lambda out: flow_supervision_loss(out.flow, true_flow))
 
     before = error()
     figures = [trainer.train_step(fixed, label, torch.Generator().manual_seed(9)) for _ in range(30)]
