@@ -131,7 +131,9 @@ def test_a_fresh_network_starts_without_motion(tmp_path: Path) -> None:
 
 def test_flow_supervision_steps_reduce_the_endpoint_error(tmp_path: Path) -> None:
     samples = _samples(2)
-    config = _config(tmp_path, flow_supervision=1.0, deformation_scale=4.0, lr=3e-4)
+    # float32: with amp "auto" a CPU with native bf16 trains in bf16, which learns less in these 30 steps
+    # (1.68 -> 1.59 px on the AMX machine, below 1.56 needed); bf16 has its own test
+    config = _config(tmp_path, flow_supervision=1.0, deformation_scale=4.0, lr=3e-4, amp="none")
     trainer = Trainer(config, samples, [])
     fixed, label = make_batch(samples, [0, 1], None)
     moving, displacement = random_deformation(
