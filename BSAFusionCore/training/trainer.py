@@ -91,12 +91,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise InputError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction or self.shapes_fraction
-        if mixes and self.stage != "registration":
+        mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction
+        if (mixes or (self.shapes_fraction and not self.fusion_teacher)) and self.stage != "registration":
             raise InputError(
                 "mono-modal, random-contrast and random-shape pairs (pretrain steps, mono/synthetic/shapes "
-                "fractions) are for the "
-                "registration stage only: the fusion must learn from real pairs"
+                "fractions) are for the registration stage only: the fusion must learn from real pairs "
+                "(random shapes also with a fusion teacher, which shows the fusion they should get)"
             )
         if self.freeze_features and self.stage != "registration":
             raise InputError("freeze_features is an option of the registration stage")

@@ -121,6 +121,9 @@ def test_registration_stage_keeps_the_checkpoint_with_the_lowest_endpoint_error(
 def test_mixing_pairs_is_for_the_registration_stage_only(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="registration stage only"):
         _config(tmp_path, stage="joint", pretrain_steps=10)
+    with pytest.raises(InputError, match="registration stage only"):
+        _config(tmp_path, stage="fusion", shapes_fraction=0.3)
+    assert _config(tmp_path, stage="fusion", shapes_fraction=0.3, fusion_teacher="CT").shapes_fraction == 0.3
     with pytest.raises(InputError, match="stage must be"):
         _config(tmp_path, stage="warp")
     with pytest.raises(InputError, match="add up to at most 1"):
