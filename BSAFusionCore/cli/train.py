@@ -225,10 +225,10 @@ def _initial_state(source: str):
         config, state = TrainConfig.from_dict(checkpoint["config"]), TrainState(**checkpoint["state"])
         return checkpoint_weights(checkpoint), registers(config), stage_history(config, state)
     from ..model import load_model
-    from ..training.export import legacy_stage_records
+    from ..training.export import recorded_stages
 
     start = load_model(source, device="cpu")
-    return start.net.state_dict(), start.registers, legacy_stage_records(start.metadata)
+    return start.net.state_dict(), start.registers, recorded_stages(start.metadata)
 
 
 def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int:

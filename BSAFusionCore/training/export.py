@@ -53,9 +53,9 @@ def stage_record(config: TrainConfig, state: TrainState) -> dict:
     }
 
 
-def legacy_stage_records(metadata: dict) -> list[dict]:
-    """The stages of weights: recorded since ``stages`` exists; before, one summary of our own training
-    (none for the authors' or other files)."""
+def recorded_stages(metadata: dict) -> list[dict]:
+    """The stages a weights file's metadata records; for our files from before ``stages`` existed, one
+    summary of their training (none for the authors' or other files)."""
     if "stages" in metadata:
         return list(metadata["stages"])
     if metadata.get("source") != "bsafusion train":

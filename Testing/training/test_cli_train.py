@@ -14,7 +14,7 @@ from training_phantoms import phantom_pair, write_aanlib
 from BSAFusionCore.cli import main
 from BSAFusionCore.inference import fuse_images
 from BSAFusionCore.model import load_model
-from BSAFusionCore.training.export import legacy_stage_records
+from BSAFusionCore.training.export import recorded_stages
 from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint
 from BSAFusionCore.weights import read_weights
 
@@ -133,12 +133,12 @@ def test_weights_from_before_stages_were_recorded_give_a_summary() -> None:
     # the metadata of our weights before "stages" (the fusion-only weights shipped until then)
     old = {"source": "bsafusion train", "modality": "CT", "registers": False, "steps": 748, "batch_size": 4,
            "epochs_done": 22, "training_hours": 0.52, "training_image_size": 128, "hardware": "CPU, 2 cores"}
-    (record,) = legacy_stage_records(old)
+    (record,) = recorded_stages(old)
     assert record["stage"] == "joint, BSFA frozen" and record["steps"] == 748 and record["image_size"] == 128
     assert record["curve"] == []
-    assert legacy_stage_records({**old, "registers": True})[0]["stage"] == "joint"
-    assert legacy_stage_records({**old, "stages": [{"stage": "fusion"}]}) == [{"stage": "fusion"}]
-    assert legacy_stage_records({"source": "the authors"}) == []
+    assert recorded_stages({**old, "registers": True})[0]["stage"] == "joint"
+    assert recorded_stages({**old, "stages": [{"stage": "fusion"}]}) == [{"stage": "fusion"}]
+    assert recorded_stages({"source": "the authors"}) == []
 
 
 def test_one_registration_for_several_modalities(aanlib: Path, tmp_path: Path) -> None:
