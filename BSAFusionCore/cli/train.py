@@ -16,7 +16,7 @@ _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
     "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size", "shapes_fraction",
-    "freeze_features", "fusion_teacher", "teacher_weight", "ema_decay",
+    "freeze_features", "fusion_teacher", "teacher_weight", "ema_decay", "aligned_fraction",
 )
 # Settings a resumed run keeps unless the command line gives them, with their defaults.
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
@@ -25,7 +25,7 @@ _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
     "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
     "shapes_fraction": 0.0, "freeze_features": False, "fusion_teacher": "", "teacher_weight": 1.0,
-    "ema_decay": 0.0,
+    "ema_decay": 0.0, "aligned_fraction": 0.0,
 }
 
 
@@ -140,6 +140,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "0.998 (0 = off: the weights themselves)",
     )
     hyper.add_argument("--deformation-scale", type=float, default=1.0, help="1 = the published deformation size")
+    hyper.add_argument(
+        "--aligned-fraction", type=float, default=0.0, metavar="F",
+        help="share of pairs left undeformed (the true flow is zero), so that aligned pairs stay as they are "
+        "(default 0: every pair is deformed, as published)",
+    )
     hyper.add_argument("--seed", type=int, default=0)
     hyper.add_argument(
         "--fusion-steers-registration", action="store_true",
@@ -277,7 +282,8 @@ def run_train(args: argparse.Namespace) -> int:
         run_dir=str(args.run_dir), modality=args.modality, image_size=args.image_size,
         batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, lr_min=args.lr_min,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed, amp=args.amp,
-        deformation_scale=args.deformation_scale, max_steps=args.max_steps, data_description=description,
+        deformation_scale=args.deformation_scale, aligned_fraction=args.aligned_fraction,
+        max_steps=args.max_steps, data_description=description,
         zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
         flow_supervision=args.flow_supervision, level_scaled_flow_lr=args.level_scaled_flow_lr,
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,

@@ -85,3 +85,13 @@ def mix_pairs(fixed: Tensor, label: Tensor, mix: PairMix, generator: torch.Gener
         fixed, mixed = fixed.clone(), mixed.clone()
         fixed[index], mixed[index] = shape_fixed.to(fixed), shape_label.to(fixed)
     return MixedBatch(fixed, mixed, real.to(fixed.device), (~shapes).to(fixed.device))
+
+
+def undeform_some(label: Tensor, moving: Tensor, displacement: Tensor, fraction: float,
+                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``(moving, displacement)`` with each pair, with probability ``fraction``, left undeformed: its
+    moving image is the label itself and its displacement zero, so that aligned pairs learn to stay
+    as they are (the draw comes from ``generator``, on the displacement's device)."""
+    n = label.shape[0]
+    keep = (torch.rand(n, generator=generator, device=displacement.device) < fraction).view(n, 1, 1, 1)
+    return torch.where(keep, label, moving), torch.where(keep, torch.zeros_like(displacement), displacement)

@@ -45,6 +45,7 @@ def stage_record(config: TrainConfig, state: TrainState) -> dict:
         "flow_supervision": config.flow_supervision,
         "ema_decay": config.ema_decay,
         "freeze_features": config.freeze_features,
+        "aligned_fraction": config.aligned_fraction,
         "epochs_done": state.epoch,
         "steps": state.global_step,
         "training_hours": round(state.elapsed_s / 3600, 2),

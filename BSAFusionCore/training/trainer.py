@@ -37,7 +37,7 @@ from ..network.registration import LEVELS
 from ..options import MIN_SIZE, SIZE_MULTIPLE, WORKING_SIZE
 from ..pairs import PairSample
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
-from .curriculum import MixedBatch, mix_pairs, pair_mix
+from .curriculum import MixedBatch, mix_pairs, pair_mix, undeform_some
 from .data import make_batch
 from .losses import bsafusion_loss, registration_stage_loss, teacher_loss
 from .validation import ValidationSet, make_validation_set, validate
@@ -67,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     amp: str = "auto"  # auto | none | bf16 | fp16 (GPU only)
     deformation_scale: float = 1.0  # 1 = the published deformation size
+    aligned_fraction: float = 0.0  # share of pairs left undeformed (true flow zero; see undeform_some)
     max_translation: float = 0.01
     max_steps: int = 0  # stop (with a checkpoint) after this many steps in total; 0 = run to the end
     zero_flow_init: bool = True  # a fresh network starts from the identity flow (see zero_flow_heads)
@@ -104,6 +105,8 @@ class TrainConfig:
             raise InputError(
                 "a fusion teacher is for the fusion and joint stages (the registration stage has no fusion)"
             )
+        if not 0 <= self.aligned_fraction <= 1:
+            raise InputError(f"the aligned fraction must be in [0, 1], got {self.aligned_fraction:g}")
         if not 0 <= self.ema_decay < 1:
             raise InputError(f"the EMA decay must be in [0, 1), got {self.ema_decay:g}")
         if self.teacher_weight < 0:
@@ -517,6 +520,8 @@ class Trainer:
         config = self.config
         fixed, label = fixed.to(self.device), label.to(self.device)
         moving, displacement = random_deformation(label, generator=generator, **config.deformation())
+        if config.aligned_fraction:
+            moving, displacement = undeform_some(label, moving, displacement, config.aligned_fraction, generator)
         true_flow = invert_displacement(displacement) if config.flow_supervision else None
         registration_only = config.stage == "registration"
         self._set_modes()

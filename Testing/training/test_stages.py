@@ -12,7 +12,7 @@ from BSAFusionCore.deformation import invert_displacement, random_deformation
 from BSAFusionCore.errors import InputError
 from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.training.contrast import random_contrast
-from BSAFusionCore.training.curriculum import PairMix, mix_pairs, pair_mix
+from BSAFusionCore.training.curriculum import PairMix, mix_pairs, pair_mix, undeform_some
 from BSAFusionCore.training.data import make_batch
 from BSAFusionCore.training.losses import registration_stage_loss, teacher_loss
 from BSAFusionCore.training.trainer import (
@@ -165,6 +165,26 @@ def test_pair_mix_follows_the_curriculum() -> None:
     assert bool((batch.fixed[shapes].flatten(1).amax(dim=1) == 1).all())  # a rendered image in [0, 1]
     same = mix_pairs(fixed, label, PairMix(), torch.Generator().manual_seed(0))
     assert same.label is label and bool(same.real_moving.all()) and bool(same.real_fixed.all())
+
+
+def test_some_pairs_stay_undeformed() -> None:
+    label = torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    moving, displacement = random_deformation(label, generator=torch.Generator().manual_seed(2))
+    kept_moving, kept_d = undeform_some(label, moving, displacement, 0.25, torch.Generator().manual_seed(3))
+    undeformed = (kept_d == 0).flatten(1).all(dim=1)
+    assert 0.15 < float(undeformed.float().mean()) < 0.35
+    assert torch.equal(kept_moving[undeformed], label[undeformed])  # the moving image is the label itself
+    assert torch.equal(kept_moving[~undeformed], moving[~undeformed])
+    assert torch.equal(kept_d[~undeformed], displacement[~undeformed])
+    again = undeform_some(label, moving, displacement, 0.25, torch.Generator().manual_seed(3))
+    assert torch.equal(again[1], kept_d)  # the draw is the generator's
+    assert torch.equal(undeform_some(label, moving, displacement, 0.0, torch.Generator())[1], displacement)
+
+
+def test_aligned_fraction_is_a_share(tmp_path: Path) -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InputError, match="aligned fraction must be in"):
+            _config(tmp_path, aligned_fraction=bad)
 
 
 def test_curriculum_steps_train_on_mixed_pairs(tmp_path: Path) -> None:
