@@ -9,6 +9,9 @@ Conventions:
 - The 2-D model's displacement is in pixels of that slice: channel 0 along columns, channel 1
   along rows. Volume displacements are LPS millimetres, the ITK resampling convention: the
   moving point sampled for fixed point ``x`` is ``x + d(x)``.
+- A 2-D image pair (no volume geometry) is in pixel coordinates: ``pixel_image`` makes the physical
+  point of pixel (row, col) the point (x, y) = (col, row), so that a pre-alignment transform and the
+  2-D model's displacement share one frame.
 """
 
 from __future__ import annotations
@@ -107,12 +110,25 @@ class Slab:
         return ijk @ np.asarray(self.direction).reshape(3, 3).T + np.asarray(self.origin)
 
 
-def affine_parts(transform: sitk.Transform | None) -> tuple[np.ndarray, np.ndarray]:
+def pixel_image(array: np.ndarray) -> sitk.Image:
+    """A 2-D image, (H, W) or RGB (H, W, 3), as a SimpleITK image whose physical points are pixel
+    coordinates: x along columns, y along rows (origin 0, spacing 1)."""
+    return sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32), isVector=array.ndim == 3)
+
+
+def pixel_points(height: int, width: int) -> np.ndarray:
+    """(H, W, 2) float64 pixel coordinates (x, y) = (col, row), the frame of :func:`pixel_image`."""
+    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
+    return np.stack((cols, rows), axis=-1)
+
+
+def affine_parts(transform: sitk.Transform | None, dimension: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """``(A, b)`` with ``transform(p) = A @ p + b``; the transform must be affine (rigid/affine/identity)."""
     if transform is None:
-        return np.eye(3), np.zeros(3)
-    b = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)))
-    a = np.stack([np.asarray(transform.TransformPoint(tuple(e))) - b for e in np.eye(3)], axis=1)
+        return np.eye(dimension), np.zeros(dimension)
+    dimension = transform.GetDimension()
+    b = np.asarray(transform.TransformPoint((0.0,) * dimension))
+    a = np.stack([np.asarray(transform.TransformPoint(tuple(e))) - b for e in np.eye(dimension)], axis=1)
     return a, b
 
 
@@ -129,8 +145,9 @@ def pixels_to_lps_mm(flow: np.ndarray, grid: sitk.Image, axes: SliceAxes) -> np.
 def compose_with_prealignment(
     inplane_mm: np.ndarray, points: np.ndarray, prealignment: sitk.Transform | None
 ) -> np.ndarray:
-    """Total displacement ``T(x + d(x)) - x`` for an affine pre-alignment ``T`` (fixed -> moving points)."""
-    a, b = affine_parts(prealignment)
+    """Total displacement ``T(x + d(x)) - x`` for an affine pre-alignment ``T`` (fixed -> moving points);
+    ``points`` and ``inplane_mm`` (..., D) in the transform's physical units, D = 2 or 3."""
+    a, b = affine_parts(prealignment, points.shape[-1])
     moved = points + inplane_mm
     return moved @ a.T + b - points
 

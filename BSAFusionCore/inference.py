@@ -7,15 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 from torch import Tensor
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import InputError
+from .geometry import compose_with_prealignment, pixel_image, pixel_points
 from .memory import DEFAULT_MAX_MEMORY_GB, check_2d_memory
 from .model import FusionModel, as_model
 from .network import resize_flow, resize_image, warp_image
-from .options import MIN_SIZE
+from .options import DEFAULT_PREALIGN_2D, MIN_SIZE, PREALIGN_MODES
+from .prealign import prealign as run_prealignment
 
 
 @dataclass
@@ -34,6 +37,7 @@ class FusionResult:
     fused: np.ndarray
     warped: np.ndarray
     displacement: np.ndarray  # (H, W, 2) pixels: [..., 0] along columns (x), [..., 1] along rows (y)
+    prealignment: sitk.Transform | None = None  # pixel coordinates (x, y), fixed -> moving; in displacement
 
 
 def check_pair(fixed: Tensor, moving: Tensor) -> None:
@@ -126,12 +130,20 @@ def _image_tensor(image: np.ndarray, name: str) -> Tensor:
 
 
 def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str | Path, *,
-                max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB, zero_displacement: bool = False) -> FusionResult:
+                prealign: str = DEFAULT_PREALIGN_2D, max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB,
+                zero_displacement: bool = False) -> FusionResult:
     """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1].
 
     ``model``: a loaded :class:`FusionModel`, a bundled name ("CT", "PET", "SPECT") or a weights path.
-    A pair whose estimated memory exceeds ``max_memory_gb`` (None: no limit) is refused before any work.
+    ``prealign``: "rigid" or "affine" first aligns the moving image by mutual information (as the
+    volume pipeline does in 3-D), and the network registers and fuses what is left; "none" (the
+    default, for pairs that are roughly aligned) gives the pair to the network as it is. The
+    displacement and the warped image include the pre-alignment (the moving image is resampled
+    once). A pair whose estimated memory exceeds ``max_memory_gb`` (None: no limit) is refused
+    before any work.
     """
+    if prealign not in PREALIGN_MODES:
+        raise InputError(f"unknown pre-alignment {prealign!r}; choose one of {', '.join(PREALIGN_MODES)}")
     if np.asarray(fixed).ndim != 2:
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
     height, width = np.asarray(fixed).shape
@@ -143,11 +155,41 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
         if float(image.max()) == float(image.min()):  # as volumes: nothing to register or fuse
             raise InputError(f"the {name} image has a single intensity value ({float(image.min()):g}); "
                              "it has no contrast to register or fuse")
-    out = _fuse_checked(as_model(model), fixed_t, moving_t, zero_displacement)
+    model = as_model(model)
+    transform = run_prealignment(pixel_image(np.asarray(fixed)), pixel_image(np.asarray(moving)), prealign)
+    if transform is None:
+        out = _fuse_checked(model, fixed_t, moving_t, zero_displacement)
+        warped, displacement = out.warped, out.displacement
+    else:
+        points = pixel_points(height, width)
+        to_moving = compose_with_prealignment(np.zeros_like(points), points, transform)
+        if not _inside(points + to_moving, height, width).any():
+            raise InputError("after pre-alignment the moving image lies outside the fixed one; "
+                             "check the pair, or try prealign='none'")
+        prealigned = warp_image(moving_t, _displacement_tensor(to_moving))
+        out = _fuse_checked(model, fixed_t, prealigned, zero_displacement, with_warped=False)
+        displacement = _displacement_tensor(compose_with_prealignment(_as_hw2(out.displacement), points, transform))
+        warped = warp_image(moving_t, displacement)
 
     def to_numpy(t: Tensor) -> np.ndarray:
         array = t[0].numpy()
         return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
-    return FusionResult(fused=to_numpy(out.fused), warped=to_numpy(out.warped),
-                        displacement=out.displacement[0].permute(1, 2, 0).numpy())
+    return FusionResult(fused=to_numpy(out.fused), warped=to_numpy(warped), displacement=_as_hw2(displacement),
+                        prealignment=transform)
+
+
+def _as_hw2(displacement: Tensor) -> np.ndarray:
+    """(1, 2, H, W) tensor -> (H, W, 2) float64 array."""
+    return displacement[0].permute(1, 2, 0).double().numpy()
+
+
+def _displacement_tensor(displacement: np.ndarray) -> Tensor:
+    """(H, W, 2) array -> (1, 2, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(displacement.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+def _inside(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Which (x, y) pixel points lie within an image of ``height`` x ``width`` pixels."""
+    x, y = points[..., 0], points[..., 1]
+    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)

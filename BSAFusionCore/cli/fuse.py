@@ -15,6 +15,8 @@ from ..images import is_2d_image_file, read_image, write_image
 from ..inference import fuse_images
 from ..memory import check_2d_memory, file_image_info
 from ..model import check_model_modality, load_model, resolve_device
+from ..options import DEFAULT_PREALIGN_2D
+from ..prealign import describe_transform
 from .common import (
     add_memory_argument,
     add_model_arguments,
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fuse", help="register and fuse an MRI and a CT/PET/SPECT image",
         description="Register the moving image to the fixed MRI and fuse them. 2D images (PNG, JPEG, TIFF, BMP) "
                     "give fused.png, warped.png and displacement.npy ((H, W, 2) float32 pixels: [..., 0] along "
-                    "columns, [..., 1] along rows; warped[i, j] = moving(j + d0, i + d1)).",
+                    "columns, [..., 1] along rows; warped[i, j] = moving(j + d0, i + d1); --prealign included).",
     )
     parser.add_argument("--fixed", required=True, type=Path, help="the MRI")
     parser.add_argument("--moving", required=True, type=Path, help="the CT, PET or SPECT (grayscale or RGB)")
@@ -62,7 +64,7 @@ def run_fuse(args: argparse.Namespace) -> int:
 
 
 def fuse_2d(args: argparse.Namespace) -> int:
-    volume_only = given_as_flags(volume_options(args))
+    volume_only = [flag for flag in given_as_flags(volume_options(args)) if not flag.startswith("--prealign")]
     if volume_only:
         raise InputError(f"{' '.join(volume_only)}: volume options, which do not apply to 2D images (leave them out)")
     check_output_folder(args.output_dir, args.overwrite)
@@ -84,7 +86,8 @@ def fuse_2d(args: argparse.Namespace) -> int:
 
 def _fuse_into(out: Path, fixed: np.ndarray, moving: np.ndarray, model, args: argparse.Namespace) -> float:
     start = time.perf_counter()
-    result = fuse_images(fixed, moving, model, max_memory_gb=args.max_memory)
+    result = fuse_images(fixed, moving, model, prealign=args.prealign or DEFAULT_PREALIGN_2D,
+                         max_memory_gb=args.max_memory)
     seconds = time.perf_counter() - start
     write_image(out / "fused.png", result.fused)
     write_image(out / "warped.png", result.warped)
@@ -92,6 +95,7 @@ def _fuse_into(out: Path, fixed: np.ndarray, moving: np.ndarray, model, args: ar
     write_json(out / "fusion.json", run_record(
         fixed=str(args.fixed), moving=str(args.moving), weights=model.source, device=str(model.device),
         model=model.metadata, seconds=round(seconds, 4),
-        displacement="pixels, [..., 0] along columns (x), [..., 1] along rows (y)",
+        prealignment=describe_transform(result.prealignment),
+        displacement="pixels, [..., 0] along columns (x), [..., 1] along rows (y); the pre-alignment included",
     ))
     return seconds

@@ -8,6 +8,7 @@ from ..options import (
     COLORMAPS,
     CT_WINDOW_CHOICES,
     DEFAULT_CT_WINDOW,
+    DEFAULT_PREALIGN_2D,
     PREALIGN_MODES,
     VolumeOptions,
 )
@@ -16,11 +17,13 @@ DEFAULTS = VolumeOptions()
 
 
 def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that only volumes have (the input, output and model options belong to each command)."""
+    """Options of volumes (``--prealign`` also applies to 2D pairs; the input, output and model options belong
+    to each command)."""
     group = parser.add_argument_group("volumes (NRRD, NIfTI, MHA, DICOM folder)")
-    group.add_argument("--prealign", choices=PREALIGN_MODES, default=DEFAULTS.prealign,
-                       help=f"3-D pre-alignment before the slice-wise step (default: {DEFAULTS.prealign}; none when "
-                            "the volumes are already aligned)")
+    group.add_argument("--prealign", choices=PREALIGN_MODES,
+                       help=f"pre-alignment by mutual information before the network: 3-D for volumes (default: "
+                            f"{DEFAULTS.prealign}; none when the volumes are already aligned), 2-D for a pair of "
+                            f"2D images (default: {DEFAULT_PREALIGN_2D}; rigid for a clearly misaligned pair)")
     group.add_argument("--axis", type=int, choices=(0, 1, 2), default=DEFAULTS.axis,
                        help="ITK index axis to slice through (default: the one nearest inferior-superior)")
     group.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window,
@@ -37,7 +40,8 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def volume_options(args: argparse.Namespace) -> VolumeOptions:
     return VolumeOptions(
-        prealign=args.prealign, axis=args.axis, ct_window=args.ct_window, color_fusion=args.color_fusion,
+        prealign=args.prealign or DEFAULTS.prealign, axis=args.axis, ct_window=args.ct_window,
+        color_fusion=args.color_fusion,
         colormap=args.colormap, percentiles=tuple(args.percentiles), batch_size=args.batch_size,
     )
 

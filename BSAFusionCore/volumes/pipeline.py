@@ -36,10 +36,11 @@ from ..options import (
     MIN_SIZE,
     PREALIGN_MODES,
 )
+from ..prealign import describe_transform
+from ..prealign import prealign as run_prealignment
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .intensity import IntensityRange, apply_colormap, check_ct_window, ct_range, percentile_range, rgb_range
 from .io import check_volume
-from .prealign import prealign as run_prealignment
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def fuse_volumes(
         "moving_intensity_mapping": mapping,
         "warped_outside_value": slicer.outside_value,
         "overlap_fraction": overlap,
-        "prealignment": _describe(transform),
+        "prealignment": describe_transform(transform),
         "versions": _versions(),
         "timings": {
             "preparation_s": round(prepared - started, 3),
@@ -279,16 +280,6 @@ def _scaled(progress: ProgressCallback | None, start: float, stop: float) -> Pro
     if progress is None:
         return None
     return lambda fraction, stage: report(progress, start + (stop - start) * fraction, stage)
-
-
-def _describe(transform: sitk.Transform | None) -> dict[str, Any] | None:
-    if transform is None:
-        return None
-    return {
-        "type": transform.GetName(),
-        "parameters": list(transform.GetParameters()),
-        "fixed_parameters": list(transform.GetFixedParameters()),
-    }
 
 
 def _versions() -> dict[str, str]:

@@ -86,7 +86,16 @@ def test_output_folder_is_a_transaction(tmp_path, weights, pair_files, caplog, m
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("option", [["--prealign", "affine"], ["--ct-window", "bone"], ["--color-fusion"],
+def test_2d_pairs_take_a_prealignment_and_record_it(tmp_path, weights, pair_files):
+    out = tmp_path / "out"
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out), "--prealign", "rigid"]) == 0
+    record = json.loads((out / "fusion.json").read_text())
+    assert record["prealignment"]["type"] == "Euler2DTransform" and len(record["prealignment"]["parameters"]) == 3
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(tmp_path / "plain")]) == 0
+    assert json.loads((tmp_path / "plain" / "fusion.json").read_text())["prealignment"] is None  # 2D default: none
+
+
+@pytest.mark.parametrize("option", [["--ct-window", "bone"], ["--color-fusion"],
                                     ["--percentiles", "1", "99"], ["--axis", "0"]])
 def test_volume_options_are_refused_for_2d_images(tmp_path, weights, pair_files, caplog, option):
     out = tmp_path / "out"

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 import BSAFusionCore as bf
 from BSAFusionCore.color import rgb_to_ycbcr, ycbcr_to_rgb
 from BSAFusionCore.errors import InputError
 from BSAFusionCore.examples import deform, example_pair, head_phantom
+from BSAFusionCore.geometry import affine_parts, pixel_image, pixel_points
 from BSAFusionCore.inference import fuse_batch, fuse_images
+from BSAFusionCore.metrics.registration import ncc
 from BSAFusionCore.model import mixed_precision_agrees
-from BSAFusionCore.network import BSAFusionNet, BSAFusionOutput
+from BSAFusionCore.network import BSAFusionNet, BSAFusionOutput, warp_image
 from BSAFusionCore.training.trainer import zero_flow_heads
 
 
@@ -115,6 +118,51 @@ def test_example_deformation_is_the_documented_warp():
     _, ct, displacement = example_pair(64)
     assert np.array_equal(ct, deform(head_phantom(64, "CT"), displacement))
     assert 0.3 < np.abs(displacement).mean() < 3
+
+def _turned(image: np.ndarray, degrees: float, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` moved rigidly about its centre, and the true displacement (H, W, 2) that undoes it."""
+    size = image.shape[0]
+    transform = sitk.Euler2DTransform()
+    transform.SetCenter(((size - 1) / 2, (size - 1) / 2))
+    transform.SetAngle(np.deg2rad(degrees))
+    transform.SetTranslation(shift)
+    moved = sitk.Resample(pixel_image(image), pixel_image(image), transform, sitk.sitkLinear, 0.0)
+    points = pixel_points(size, size)
+    inverse = transform.GetInverse()
+    truth = np.array([inverse.TransformPoint(tuple(p)) for p in points.reshape(-1, 2)]).reshape(points.shape) - points
+    return sitk.GetArrayFromImage(moved), truth
+
+
+def test_rigid_prealignment_undoes_a_rigid_misalignment_in_the_displacement_and_the_warp(small_model):
+    ct = head_phantom(128, "CT")
+    moved, truth = _turned(ct, 6.0, (4.0, 2.5))  # 6.6 px on average
+    result = bf.fuse_images(ct, moved, small_model, prealign="rigid", zero_displacement=True)
+    assert result.prealignment.GetName() == "Euler2DTransform"
+    assert np.linalg.norm(result.displacement - truth, axis=2).mean() < 0.1 * np.linalg.norm(truth, axis=2).mean()
+    ideal = warp_image(torch.from_numpy(moved)[None, None], torch.from_numpy(truth.transpose(2, 0, 1)).float()[None])
+    assert ncc(result.warped, ct) > ncc(ideal[0, 0].numpy(), ct) - 0.002  # as good as the true field allows
+    assert ncc(moved, ct) < 0.6
+    plain = bf.fuse_images(ct, moved, small_model, zero_displacement=True)  # the default for 2D: none
+    assert plain.prealignment is None and not plain.displacement.any()
+
+
+def test_the_prealignment_is_composed_with_the_network_displacement(monkeypatch, random_net):
+    model = bf.model_from_network(random_net, "cpu", {"image_size": 64})
+    _known_flow_engine(monkeypatch, model, lambda f: torch.tensor([2.0, -1.0]).view(1, 2, 1, 1).expand(
+        f.shape[0], 2, *f.shape[-2:]).clone())  # 4 and -2 px at the input's 128 px
+    ct = head_phantom(128, "CT")
+    moved, _ = _turned(ct, 5.0, (3.0, -2.0))
+    result = bf.fuse_images(ct, moved, model, prealign="rigid")
+    a, b = affine_parts(result.prealignment)
+    points = pixel_points(128, 128)
+    np.testing.assert_allclose(result.displacement, (points + np.array([4.0, -2.0])) @ a.T + b - points, atol=1e-4)
+
+
+def test_an_unknown_prealignment_is_named(small_model):
+    mri, ct, _ = example_pair(64)
+    with pytest.raises(InputError, match="unknown pre-alignment 'elastic'"):
+        bf.fuse_images(mri, ct, small_model, prealign="elastic")
+
 
 def test_zero_displacement_fuses_without_moving(small_model):
     mri, ct, _ = example_pair(64)

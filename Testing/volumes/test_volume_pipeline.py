@@ -12,10 +12,10 @@ import torch
 from volume_phantoms import CT_CONTRAST, MRI_CONTRAST, fixed_grid, grid, moving_grid, sample
 
 from BSAFusionCore.errors import Cancelled, InputError
+from BSAFusionCore.prealign import prealign
 from BSAFusionCore.volumes import fuse_volumes
 from BSAFusionCore.volumes import pipeline as pipeline_module
 from BSAFusionCore.volumes.intensity import ct_range
-from BSAFusionCore.volumes.prealign import prealign
 
 MODEL = SimpleNamespace(modality="CT", image_size=256, metadata={"name": "known-displacement"})
 FLOW_PX = (3.0, -2.0)  # along slice columns, along slice rows

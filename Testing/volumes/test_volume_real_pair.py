@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BSAFusionCore.volumes.prealign import foreground_mask, prealign
+from BSAFusionCore.prealign import foreground_mask, prealign
 
 TISSUE_HU = -300.0
 log = logging.getLogger(__name__)
