@@ -153,7 +153,7 @@ def compose_with_prealignment(
 
 
 def overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform | None) -> float:
-    """Fraction of the fixed grid (every 4th voxel) whose mapped point lies inside the moving volume."""
+    """Fraction of the fixed grid (every 4th voxel) whose mapped point lies inside the moving image (2-D or 3-D)."""
     inside = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     inside.SetOrigin(moving.GetOrigin())
     inside.SetSpacing(moving.GetSpacing())
@@ -161,8 +161,9 @@ def overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
     step = 4
     coarse_size = [max(1, -(-n // step)) for n in fixed.GetSize()]
     coarse_spacing = [s * step for s in fixed.GetSpacing()]
+    identity = sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity)
     on_fixed = sitk.Resample(
-        inside, coarse_size, transform or sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor,
+        inside, coarse_size, transform or identity, sitk.sitkNearestNeighbor,
         fixed.GetOrigin(), coarse_spacing, fixed.GetDirection(), 0, sitk.sitkUInt8,
     )
     return float(sitk.GetArrayViewFromImage(on_fixed).mean())

@@ -13,11 +13,12 @@ from torch import Tensor
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import InputError
-from .geometry import compose_with_prealignment, pixel_image, pixel_points
+from .geometry import compose_with_prealignment, overlap_fraction, pixel_image, pixel_points
 from .memory import DEFAULT_MAX_MEMORY_GB, check_2d_memory
 from .model import FusionModel, as_model
 from .network import resize_flow, resize_image, warp_image
-from .options import DEFAULT_PREALIGN_2D, MIN_SIZE, PREALIGN_MODES
+from .options import DEFAULT_PREALIGN_2D, MIN_SIZE
+from .prealign import check_prealign_mode
 from .prealign import prealign as run_prealignment
 
 
@@ -142,8 +143,7 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
     once). A pair whose estimated memory exceeds ``max_memory_gb`` (None: no limit) is refused
     before any work.
     """
-    if prealign not in PREALIGN_MODES:
-        raise InputError(f"unknown pre-alignment {prealign!r}; choose one of {', '.join(PREALIGN_MODES)}")
+    check_prealign_mode(prealign)
     if np.asarray(fixed).ndim != 2:
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
     height, width = np.asarray(fixed).shape
@@ -156,16 +156,17 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
             raise InputError(f"the {name} image has a single intensity value ({float(image.min()):g}); "
                              "it has no contrast to register or fuse")
     model = as_model(model)
-    transform = run_prealignment(pixel_image(np.asarray(fixed)), pixel_image(np.asarray(moving)), prealign)
+    fixed_image, moving_image = pixel_image(np.asarray(fixed)), pixel_image(np.asarray(moving))
+    transform = run_prealignment(fixed_image, moving_image, prealign)
     if transform is None:
         out = _fuse_checked(model, fixed_t, moving_t, zero_displacement)
         warped, displacement = out.warped, out.displacement
     else:
-        points = pixel_points(height, width)
-        to_moving = compose_with_prealignment(np.zeros_like(points), points, transform)
-        if not _inside(points + to_moving, height, width).any():
+        if overlap_fraction(fixed_image, moving_image, transform) == 0.0:
             raise InputError("after pre-alignment the moving image lies outside the fixed one; "
                              "check the pair, or try prealign='none'")
+        points = pixel_points(height, width)
+        to_moving = compose_with_prealignment(np.zeros_like(points), points, transform)
         prealigned = warp_image(moving_t, _displacement_tensor(to_moving))
         out = _fuse_checked(model, fixed_t, prealigned, zero_displacement, with_warped=False)
         displacement = _displacement_tensor(compose_with_prealignment(_as_hw2(out.displacement), points, transform))
@@ -188,8 +189,3 @@ def _displacement_tensor(displacement: np.ndarray) -> Tensor:
     """(H, W, 2) array -> (1, 2, H, W) float32 tensor."""
     return torch.from_numpy(np.ascontiguousarray(displacement.transpose(2, 0, 1), dtype=np.float32))[None]
 
-
-def _inside(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Which (x, y) pixel points lie within an image of ``height`` x ``width`` pixels."""
-    x, y = points[..., 0], points[..., 1]
-    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)

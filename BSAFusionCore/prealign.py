@@ -33,8 +33,7 @@ def prealign(
 ) -> sitk.Transform | None:
     """The transform mapping fixed points to moving points (``None`` for mode ``"none"``); ``fixed`` and
     ``moving`` are both 2-D or both 3-D."""
-    if mode not in PREALIGN_MODES:
-        raise InputError(f"unknown pre-alignment {mode!r}; choose one of {', '.join(PREALIGN_MODES)}")
+    check_prealign_mode(mode)
     if mode == "none":
         return None
     dimension = fixed.GetDimension()
@@ -56,6 +55,12 @@ def prealign(
     affine.SetTranslation(rigid.GetTranslation())
     _register(fixed_f, moving_f, affine, _within(progress, 0.5, 1.0, "pre-aligning (affine)"), cancel)
     return affine
+
+
+def check_prealign_mode(mode: str) -> None:
+    """InputError naming ``mode`` unless it is one of ``PREALIGN_MODES``."""
+    if mode not in PREALIGN_MODES:
+        raise InputError(f"unknown pre-alignment {mode!r}; choose one of {', '.join(PREALIGN_MODES)}")
 
 
 def describe_transform(transform: sitk.Transform | None) -> dict[str, Any] | None:

@@ -34,9 +34,8 @@ from ..options import (
     DEFAULT_PERCENTILES,
     DEFAULT_PREALIGN,
     MIN_SIZE,
-    PREALIGN_MODES,
 )
-from ..prealign import describe_transform
+from ..prealign import check_prealign_mode, describe_transform
 from ..prealign import prealign as run_prealignment
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .intensity import IntensityRange, apply_colormap, check_ct_window, ct_range, percentile_range, rgb_range
@@ -159,8 +158,7 @@ def _check_inputs(
     """Validate the inputs and options; True when the moving volume is RGB."""
     check_volume(fixed, "the fixed volume", allow_rgb=False)
     check_volume(moving, "the moving volume", allow_rgb=True)
-    if prealign not in PREALIGN_MODES:
-        raise InputError(f"unknown pre-alignment {prealign!r}; choose one of {', '.join(PREALIGN_MODES)}")
+    check_prealign_mode(prealign)
     if colormap not in COLORMAPS:
         raise InputError(f"unknown colour map {colormap!r}; choose one of {', '.join(COLORMAPS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -11,7 +11,7 @@ import BSAFusionCore as bf
 from BSAFusionCore.color import rgb_to_ycbcr, ycbcr_to_rgb
 from BSAFusionCore.errors import InputError
 from BSAFusionCore.examples import deform, example_pair, head_phantom
-from BSAFusionCore.geometry import affine_parts, pixel_image, pixel_points
+from BSAFusionCore.geometry import affine_parts, compose_with_prealignment, pixel_image, pixel_points
 from BSAFusionCore.inference import fuse_batch, fuse_images
 from BSAFusionCore.metrics.registration import ncc
 from BSAFusionCore.model import mixed_precision_agrees
@@ -128,8 +128,7 @@ def _turned(image: np.ndarray, degrees: float, shift: tuple[float, float]) -> tu
     transform.SetTranslation(shift)
     moved = sitk.Resample(pixel_image(image), pixel_image(image), transform, sitk.sitkLinear, 0.0)
     points = pixel_points(size, size)
-    inverse = transform.GetInverse()
-    truth = np.array([inverse.TransformPoint(tuple(p)) for p in points.reshape(-1, 2)]).reshape(points.shape) - points
+    truth = compose_with_prealignment(np.zeros_like(points), points, transform.GetInverse())
     return sitk.GetArrayFromImage(moved), truth
 
 
