@@ -44,6 +44,13 @@ background, never image content."""
 
 COLORMAPS = ("hot", "jet")
 
+TRAINING_STAGES = ("registration", "fusion", "joint")
+"""What a training run trains (docs/training.md): the registration path alone, the fusion net on a frozen
+registration, or everything."""
+
+FLOW_HEAD_LRS = ("level", "matched", "published")
+"""How the BSFA flow heads' learning rates follow the level (``training.trainer.flow_head_groups``)."""
+
 SLICE_AXIS_CHOICES = ("auto", "i", "j", "k")
 """The slice axis as the panel and the Slicer CLI module name it: ``auto`` (the fixed volume's axis
 nearest inferior-superior) or an ITK index axis; the library takes None or 0, 1, 2."""

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InputError
+from ..options import FLOW_HEAD_LRS, TRAINING_STAGES
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 # Settings a resumed run takes from its checkpoint.
 _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
-    "fusion_steers_registration", "flow_supervision", "level_scaled_flow_lr", "stage", "pretrain_steps",
+    "fusion_steers_registration", "flow_supervision", "flow_head_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size", "shapes_fraction",
     "freeze_features", "fusion_teacher", "teacher_weight", "ema_decay", "aligned_fraction",
 )
@@ -22,7 +23,7 @@ _FIXED_BY_RUN = (
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
 # What runs older than these options did.
 _BEFORE_THE_OPTION = {
-    "flow_supervision": 0.0, "level_scaled_flow_lr": False, "stage": "joint", "pretrain_steps": 0,
+    "flow_supervision": 0.0, "flow_head_lr": "published", "stage": "joint", "pretrain_steps": 0,
     "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
     "shapes_fraction": 0.0, "freeze_features": False, "fusion_teacher": "", "teacher_weight": 1.0,
     "ema_decay": 0.0, "aligned_fraction": 0.0,
@@ -78,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     stages = parser.add_argument_group("stages and curriculum (docs/training.md has the schedule)")
     stages.add_argument(
-        "--stage", choices=["registration", "fusion", "joint"], default="joint",
+        "--stage", choices=TRAINING_STAGES, default="joint",
         help="registration: the registration path alone with its losses; fusion: the fusion net on the frozen "
         "registration path (encoder, MFRH, Transfer, BSFA); joint: everything with every loss (default)",
     )
@@ -156,8 +157,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(not in the paper; 0 = off)",
     )
     hyper.add_argument(
-        "--published-flow-lr", dest="level_scaled_flow_lr", action="store_false",
-        help="train every flow head at the same lr (published) instead of lr / 2^(5-level)",
+        "--flow-head-lr", choices=FLOW_HEAD_LRS, default="level",
+        help="the BSFA flow heads' learning rates: 'level' (default) lr / 2^(5-level); 'matched' also divided "
+        "by the head's fan-in relative to level 5's, so that one step moves the field alike through every "
+        "head (learns from step ~300 instead of ~600, slower later); 'published' one lr for all",
+    )
+    hyper.add_argument(
+        "--published-flow-lr", dest="flow_head_lr", action="store_const", const="published",
+        help="the same as --flow-head-lr published",
     )
     hyper.add_argument(
         "--freeze-registration", dest="stage", action="store_const", const="fusion",
@@ -262,7 +269,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if not last.is_file():
             raise InputError(f"nothing to resume: {last} does not exist")
-        saved = load_checkpoint(last)["config"]
+        saved = TrainConfig.upgraded(load_checkpoint(last)["config"])
         for name in _FIXED_BY_RUN:  # the run's own settings win over the command line's
             setattr(args, name, saved.get(name, _BEFORE_THE_OPTION.get(name)))
         for name, value in _KEPT_UNLESS_GIVEN.items():
@@ -285,7 +292,7 @@ def run_train(args: argparse.Namespace) -> int:
         deformation_scale=args.deformation_scale, aligned_fraction=args.aligned_fraction,
         max_steps=args.max_steps, data_description=description,
         zero_flow_init=not args.random_flow_init, fusion_steers_registration=args.fusion_steers_registration,
-        flow_supervision=args.flow_supervision, level_scaled_flow_lr=args.level_scaled_flow_lr,
+        flow_supervision=args.flow_supervision, flow_head_lr=args.flow_head_lr,
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
         synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
         shapes_fraction=args.shapes_fraction, freeze_features=args.freeze_features,

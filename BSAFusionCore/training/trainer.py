@@ -34,7 +34,7 @@ from ..files import atomic_output
 from ..model import cpu_supports_bf16
 from ..network import BSAFusionNet, BSAFusionOutput
 from ..network.registration import LEVELS
-from ..options import MIN_SIZE, SIZE_MULTIPLE, WORKING_SIZE
+from ..options import FLOW_HEAD_LRS, MIN_SIZE, SIZE_MULTIPLE, TRAINING_STAGES, WORKING_SIZE
 from ..pairs import PairSample
 from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .curriculum import MixedBatch, mix_pairs, pair_mix, undeform_some
@@ -48,7 +48,7 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 LOG_CSV = "log.csv"
 VALIDATION_SEED = 20250101
-STAGES = ("registration", "fusion", "joint")
+STAGES = TRAINING_STAGES
 
 
 @dataclass
@@ -73,7 +73,7 @@ class TrainConfig:
     zero_flow_init: bool = True  # a fresh network starts from the identity flow (see zero_flow_heads)
     fusion_steers_registration: bool = False  # True: the published gradient routing
     flow_supervision: float = 0.0  # weight of the endpoint error against the known field (0 = published)
-    level_scaled_flow_lr: bool = True  # flow head of level i learns at lr / 2^(5-i) (see flow_head_groups)
+    flow_head_lr: str = "level"  # level | matched | published: the flow heads' learning rates (flow_head_groups)
     stage: str = "joint"  # registration | fusion (registration path frozen) | joint (see STAGES)
     pretrain_steps: int = 0  # registration stage: the first steps train on mono-modal and random-contrast pairs only
     mono_fraction: float = 0.0  # registration stage, after pre-training: share of MRI-against-MRI pairs
@@ -92,6 +92,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise InputError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.flow_head_lr not in FLOW_HEAD_LRS:
+            raise InputError(f"flow_head_lr must be one of {', '.join(FLOW_HEAD_LRS)}, got {self.flow_head_lr!r}")
         mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction
         if (mixes or (self.shapes_fraction and not self.fusion_teacher)) and self.stage != "registration":
             raise InputError(
@@ -114,13 +116,21 @@ class TrainConfig:
         pair_mix(0, 0, self.mono_fraction, self.synthetic_fraction, shapes=self.shapes_fraction)  # checks the shares
         pair_mix(0, 1, 0, 0, self.pretrain_synthetic_fraction)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """A config stored in a checkpoint (older runs recorded ``freeze_registration``)."""
+    @staticmethod
+    def upgraded(values: dict) -> dict:
+        """A config stored in a checkpoint, in today's names (older runs recorded ``freeze_registration``
+        and ``level_scaled_flow_lr``)."""
         values = dict(values)
         if values.pop("freeze_registration", False):
             values["stage"] = "fusion"
-        return cls(**values)
+        if "level_scaled_flow_lr" in values:
+            values["flow_head_lr"] = "level" if values.pop("level_scaled_flow_lr") else "published"
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config stored in a checkpoint."""
+        return cls(**cls.upgraded(values))
 
     @property
     def freezes_registration(self) -> bool:
@@ -216,21 +226,29 @@ def zero_flow_heads(net: BSAFusionNet) -> None:
             conv.bias.zero_()
 
 
-def flow_head_groups(net: BSAFusionNet, lr: float, level_scaled: bool) -> list[dict]:
-    """Adam parameter groups: the flow head of BSFA level i at ``lr / 2^(5-i)``, the rest at ``lr``.
+def flow_head_groups(net: BSAFusionNet, lr: float, rule: str = "level") -> list[dict]:
+    """Adam parameter groups: every BSFA flow head at its own rate by ``rule``, the rest at ``lr``.
 
-    Our choice, not the published code's. Adam moves every weight by about lr per step whatever the
-    size of its gradient, and level i's flow is multiplied by 2^(5-i) in the composed flow, so with one
-    lr the coarse heads move the displacement 16x faster (in pixels) than the finest; a step of the
-    level-1 head then shifts the field by pixels and training oscillates (docs/training.md).
+    Our choice, not the published code's (``"published"``: one lr for all). Adam moves every weight by
+    about lr per step whatever the size of its gradient, so one step of a flow head moves its output by
+    about lr x its fan-in, and level i's flow enters the composed flow multiplied by 2^(5-i). ``"level"``
+    divides by 2^(5-i) (the default): the level-1 head (fan-in 2,304) still moves the field by ~1 px in
+    its first step, about half the error of the published deformation at 128 px. ``"matched"`` also
+    divides by the fan-in relative to level 5's, so that one step moves the field alike through every
+    head: no first-step jump and registration from step ~300 instead of ~600, but slower later
+    (eleventh session, docs/training.md).
     """
-    heads = net.reg_net.flow_heads() if level_scaled else []
-    head_levels = {id(p): level for level, conv in heads for p in conv.parameters()}
+    heads = net.reg_net.flow_heads() if rule != "published" else []
+    finest_fan_in = min(conv.weight[0].numel() for _, conv in heads) if heads else 1
+    factors = {}
+    for level, conv in heads:
+        fan_in = finest_fan_in / conv.weight[0].numel() if rule == "matched" else 1.0
+        for parameter in conv.parameters():
+            factors[id(parameter)] = 2.0 ** (level - LEVELS) * fan_in
     scaled: dict[float, list[nn.Parameter]] = {}
     for parameter in net.parameters():
         if parameter.requires_grad:
-            level = head_levels.get(id(parameter), LEVELS)
-            scaled.setdefault(2.0 ** (level - LEVELS), []).append(parameter)
+            scaled.setdefault(factors.get(id(parameter), 1.0), []).append(parameter)
     return [{"params": params, "lr": lr * factor} for factor, params in sorted(scaled.items())]
 
 
@@ -391,7 +409,7 @@ class Trainer:
 
         self.steps_per_epoch = len(epoch_batches(len(train_samples), config.batch_size, 0, 0, self.dist))
         self.total_steps = self.steps_per_epoch * config.epochs
-        groups = flow_head_groups(self.net, config.lr, config.level_scaled_flow_lr)
+        groups = flow_head_groups(self.net, config.lr, config.flow_head_lr)
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.total_steps, eta_min=config.lr_min

@@ -58,6 +58,24 @@ def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
     assert main([*fine_tune, "--init", str(weights), "--max-steps", "1"]) == 0
 
 
+def test_resume_keeps_the_flow_head_lr_and_reads_the_option_it_replaced(aanlib: Path, tmp_path: Path) -> None:
+    def args(run: Path) -> list[str]:
+        return ["train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY, "--epochs", "3",
+                "--stage", "registration"]
+
+    assert main([*args(tmp_path / "a"), "--flow-head-lr", "matched", "--max-steps", "1"]) == 0
+    assert main([*args(tmp_path / "a"), "--resume", "--max-steps", "2"]) == 0  # not the command line's default
+    assert load_checkpoint(tmp_path / "a" / LAST_CHECKPOINT)["config"]["flow_head_lr"] == "matched"
+    # a run saved before --flow-head-lr existed recorded level_scaled_flow_lr instead
+    assert main([*args(tmp_path / "b"), "--max-steps", "1"]) == 0
+    checkpoint = load_checkpoint(tmp_path / "b" / LAST_CHECKPOINT)
+    assert checkpoint["config"].pop("flow_head_lr") == "level"
+    checkpoint["config"]["level_scaled_flow_lr"] = True
+    torch.save(checkpoint, tmp_path / "b" / LAST_CHECKPOINT)
+    assert main([*args(tmp_path / "b"), "--resume", "--max-steps", "2"]) == 0
+    assert load_checkpoint(tmp_path / "b" / LAST_CHECKPOINT)["config"]["flow_head_lr"] == "level"
+
+
 def test_fusion_only_weights_say_they_do_not_register(
     aanlib: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

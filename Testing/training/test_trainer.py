@@ -150,18 +150,41 @@ def test_flow_supervision_steps_reduce_the_endpoint_error(tmp_path: Path) -> Non
     assert error() < 0.93 * before
 
 
-def test_flow_heads_learn_at_level_scaled_rates(tmp_path: Path) -> None:
-    trainer = Trainer(_config(tmp_path, lr=1e-4), _samples(2), [])
+@pytest.mark.parametrize("rule", ["matched", "level"])
+def test_flow_heads_learn_at_their_rules_rates(tmp_path: Path, rule: str) -> None:
+    trainer = Trainer(_config(tmp_path, lr=1e-4, flow_head_lr=rule), _samples(2), [])
     rates = {}
     for group in trainer.optimizer.param_groups:
         for parameter in group["params"]:
             rates[id(parameter)] = group["lr"]
+    fan_in = {level: 9 * channels for level, channels in enumerate((256, 64, 32, 16, 8), start=1)}
     for name, parameter in trainer.net.named_parameters():
         if parameter.requires_grad:
             level = int(name[len("reg_net.f1_FR")]) if ".flow_output." in name else 5
-            assert rates[id(parameter)] == pytest.approx(1e-4 / 2 ** (5 - level)), name
-    published = Trainer(_config(tmp_path / "p", lr=1e-4, level_scaled_flow_lr=False), _samples(2), [])
+            expected = 1e-4 / 2 ** (5 - level) * (fan_in[5] / fan_in[level] if rule == "matched" else 1)
+            assert rates[id(parameter)] == pytest.approx(expected), name
+
+
+def test_published_flow_head_lr_is_one_rate_and_unknown_rules_are_refused(tmp_path: Path) -> None:
+    published = Trainer(_config(tmp_path / "p", lr=1e-4, flow_head_lr="published"), _samples(2), [])
     assert [group["lr"] for group in published.optimizer.param_groups] == [1e-4]
+    with pytest.raises(InputError, match="flow_head_lr must be one of level, matched, published"):
+        _config(tmp_path / "x", flow_head_lr="fast")
+
+
+def test_matched_flow_head_lr_keeps_the_first_step_small(tmp_path: Path) -> None:
+    """One Adam step of the 'level' rule moves the field by about a pixel through the level-1 head;
+    the matched rates move it by a fraction of that (the first-step jump behind the ~600-step plateau)."""
+    samples = _samples(2, size=64)
+    fixed, label = make_batch(samples, [0, 1], None)
+    moved = {}
+    for rule in ("level", "matched"):
+        torch.manual_seed(0)
+        trainer = Trainer(_config(tmp_path / rule, image_size=64, lr=2e-4, stage="registration",
+                                  flow_supervision=1.0, flow_head_lr=rule, amp="none"), samples, [])
+        trainer.train_step(fixed, label, torch.Generator().manual_seed(3))
+        moved[rule] = _evaluated(trainer, fixed, label, lambda out: out.flow.norm(dim=1).mean())
+    assert moved["matched"] < 0.25 * moved["level"]
 
 
 def test_fusion_stage_trains_only_the_fusion_net(tmp_path: Path) -> None:
