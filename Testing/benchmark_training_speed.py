@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from BSAFusionCore.examples import head_phantom
+from BSAFusionCore.options import TRAINING_STAGES
 from BSAFusionCore.pairs import PairSample
 from BSAFusionCore.training.data import make_batch
-from BSAFusionCore.training.trainer import STAGES, TrainConfig, Trainer, describe_hardware
+from BSAFusionCore.training.trainer import TrainConfig, Trainer, describe_hardware
 
 
 def _samples(size: int, count: int) -> list[PairSample]:
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--stages", nargs="+", default=list(TRAINING_STAGES), choices=TRAINING_STAGES)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:

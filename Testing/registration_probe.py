@@ -26,6 +26,7 @@ from BSAFusionCore.deformation import invert_displacement, random_deformation
 from BSAFusionCore.network import BSAFusionNet, warp_image
 from BSAFusionCore.options import FLOW_HEAD_LRS
 from BSAFusionCore.pairs import PairSample, aanlib_files, load_file_pairs
+from BSAFusionCore.training.data import make_batch
 from BSAFusionCore.training.losses import endpoint_errors, ssim_loss
 from BSAFusionCore.training.trainer import TrainConfig, flow_head_groups, zero_flow_heads
 
@@ -33,9 +34,10 @@ HELD_OUT = "28"
 VALIDATION_SEED = 7
 
 
-def _batch(samples: list[PairSample], mono: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    fixed = torch.stack([s.fixed for s in samples])
-    return fixed, (fixed.clone() if mono else torch.stack([s.moving for s in samples]))
+def _batch(samples: list[PairSample], indices: list[int], mono: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed and moving images; with ``mono`` the moving side is the MRI itself."""
+    fixed, moving = make_batch(samples, indices, None)
+    return fixed, (fixed.clone() if mono else moving)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         with autocast:
             return net(fixed, moving, with_discriminator=False, with_fusion=False).flow.float()
 
-    val_fixed, val_label = _batch(val, mono=args.mode == "mono")
+    val_fixed, val_label = _batch(val, list(range(len(val))), mono=args.mode == "mono")
     val_moving, field = random_deformation(
         val_label, generator=torch.Generator().manual_seed(VALIDATION_SEED), **deformation)
     val_truth = invert_displacement(field)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     for step in range(1, args.steps + 1):
         picks = torch.randint(len(train), (args.batch_size,), generator=generator).tolist()
-        fixed, label = _batch([train[i] for i in picks], mono=step <= switch)
+        fixed, label = _batch(train, picks, mono=step <= switch)
         turns = int(torch.randint(4, (1,), generator=generator))
         fixed, label = torch.rot90(fixed, turns, (2, 3)), torch.rot90(label, turns, (2, 3))
         moving, field = random_deformation(label, generator=generator, **deformation)

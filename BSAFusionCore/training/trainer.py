@@ -3,7 +3,7 @@
 Adam with cosine annealing, the adaptive mu, the discriminator reloaded from the classifier after
 each epoch, mixed precision (bf16 on CPUs that support it, bf16/fp16 on GPUs), checkpoints every N
 steps with exact resume, a time limit that stops cleanly, and DistributedDataParallel when started
-by ``torchrun``. Stages (:data:`STAGES`): ``registration`` trains the registration path alone,
+by ``torchrun``. Stages (``options.TRAINING_STAGES``): ``registration`` trains the registration path alone,
 ``fusion`` the fusion net on a frozen registration path, ``joint`` everything with every loss. The data
 order, augmentation and synthetic deformation of every step are derived from (seed, epoch, step,
 rank), so a resumed run draws exactly what an uninterrupted one would.
@@ -48,7 +48,6 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 LOG_CSV = "log.csv"
 VALIDATION_SEED = 20250101
-STAGES = TRAINING_STAGES
 
 
 @dataclass
@@ -74,7 +73,7 @@ class TrainConfig:
     fusion_steers_registration: bool = False  # True: the published gradient routing
     flow_supervision: float = 0.0  # weight of the endpoint error against the known field (0 = published)
     flow_head_lr: str = "level"  # level | matched | published: the flow heads' learning rates (flow_head_groups)
-    stage: str = "joint"  # registration | fusion (registration path frozen) | joint (see STAGES)
+    stage: str = "joint"  # registration | fusion (registration path frozen) | joint (see TRAINING_STAGES)
     pretrain_steps: int = 0  # registration stage: the first steps train on mono-modal and random-contrast pairs only
     mono_fraction: float = 0.0  # registration stage, after pre-training: share of MRI-against-MRI pairs
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
@@ -90,8 +89,8 @@ class TrainConfig:
     data_description: str = ""
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise InputError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.stage not in TRAINING_STAGES:
+            raise InputError(f"stage must be one of {', '.join(TRAINING_STAGES)}, got {self.stage!r}")
         if self.flow_head_lr not in FLOW_HEAD_LRS:
             raise InputError(f"flow_head_lr must be one of {', '.join(FLOW_HEAD_LRS)}, got {self.flow_head_lr!r}")
         mixes = self.pretrain_steps or self.mono_fraction or self.synthetic_fraction
