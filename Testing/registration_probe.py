@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in frozen:
         part.requires_grad_(False)
     teacher = load_network(args.teacher)[0].requires_grad_(False) if bridge else None
-    groups = flow_head_groups(net, args.lr, args.flow_head_lr)
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    optimiser = torch.optim.Adam([g for g in groups if g["params"]])
+    optimiser = torch.optim.Adam(flow_head_groups(net, args.lr, args.flow_head_lr))  # trainable parameters only
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda i: min(1.0, (i + 1) / args.warmup) if args.warmup else 1.0)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16")
@@ -125,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def flow(fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         return run(net, fixed, moving).flow.float()
+
+    def train_modes() -> None:
+        """Training mode, the frozen parts in eval mode (as the trainer's stages keep them)."""
+        net.train()
+        for part in frozen:
+            part.eval()
 
     val_fixed, val_ct = make_batch(val, list(range(len(val))), None)
     val_moving_both, field = random_deformation(
@@ -141,14 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         net.eval()
         with torch.no_grad():
             predicted = torch.cat([flow(fixed[i:i + 8], moving[i:i + 8]) for i in range(0, len(val), 8)])
-        net.train()
-        for part in frozen:
-            part.eval()
+        train_modes()
         warped = warp_image(moving, predicted)
         return endpoint_errors(predicted, val_truth).mean().item(), 1 - ssim_loss(warped, label).item()
 
-    for part in frozen:
-        part.eval()
+    train_modes()
     header = {**vars(args), "train": len(train), "val": len(val), "epe_none": round(none, 3)}
     if start_weights:
         header["start_val_epe"] = round(validate(val_moving, val_label)[0], 3)
