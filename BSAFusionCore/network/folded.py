@@ -36,31 +36,33 @@ class FoldedConv(nn.Module):
 
     def __init__(self, branches: list[nn.Sequential]) -> None:
         super().__init__()
-        weights, biases = [], []
-        self._outer_weights, self._inner_biases = [], []
+        weights, biases, missing = [], [], []
         for point, spatial in branches:
             w1 = point.weight.detach().double()[:, :, 0, 0]  # (M, Cin)
             w2 = spatial.weight.detach().double()  # (Cout, M, 3, 3)
             b1 = point.bias.detach().double()
             weights.append(torch.einsum("omyx,mi->oiyx", w2, w1))
             biases.append(spatial.bias.detach().double() + torch.einsum("omyx,m->o", w2, b1))
-            self._outer_weights.append(w2)
-            self._inner_biases.append(b1)
+            # the bias the zero padding brought in, on a 3x3 image: its corners, edges and centre
+            # are those of every image (the 1-pixel border is all that a 3x3 kernel sees of the padding)
+            outside = F.pad(b1.new_zeros(1, b1.numel(), 3, 3), (1, 1, 1, 1), value=1.0)
+            missing.append(F.conv2d(outside * b1.view(1, -1, 1, 1), w2)[0])
         self.register_buffer("weight", torch.cat(weights).float().contiguous())
         self.register_buffer("bias", torch.cat(biases).float())
+        self._pattern = -torch.cat(missing)  # (C, 3, 3), float64
         self._borders: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     def border_correction(self, height: int, width: int, like: Tensor) -> tuple[Tensor, Tensor]:
         """(rows, columns): what to add on the top/bottom rows (C, 2, W) and left/right columns (C, H, 2)."""
         key = (height, width, like.device, like.dtype)
         if key not in self._borders:
-            missing = []
-            for w2, b1 in zip(self._outer_weights, self._inner_biases, strict=True):
-                outside = F.pad(b1.new_zeros(1, b1.numel(), height, width), (1, 1, 1, 1), value=1.0)
-                missing.append(F.conv2d(outside * b1.view(1, -1, 1, 1), w2))  # bias the padding brought in
-            correction = -torch.cat(missing, dim=1)[0]
-            rows = correction[:, [0, height - 1], :]
-            columns = correction[:, :, [0, width - 1]]
+            p = self._pattern
+
+            def stretch(first: Tensor, middle: Tensor, last: Tensor, size: int) -> Tensor:
+                return torch.cat((first, middle.expand(*middle.shape[:-1], size - 2), last), dim=-1)
+
+            rows = stretch(p[:, [0, 2], :1], p[:, [0, 2], 1:2], p[:, [0, 2], 2:], width)
+            columns = stretch(p[:, :1, [0, 2]].mT, p[:, 1:2, [0, 2]].mT, p[:, 2:, [0, 2]].mT, height).mT
             self._borders[key] = (rows.to(like), columns.to(like))
         return self._borders[key]
 
