@@ -136,6 +136,11 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             f" Curriculum: {first}{config.mono_fraction:.0%} mono-modal, {config.synthetic_fraction:.0%} "
             f"random-contrast, {config.shapes_fraction:.0%} random-shape and the rest real pairs (docs/training.md)."
         )
+    if config.aligned_fraction:
+        curriculum += (
+            f" {config.aligned_fraction:.0%} of the pairs were left undeformed (true displacement zero), so that"
+            " aligned pairs stay as they are."
+        )
     if config.fusion_teacher:
         curriculum += (
             f" The fused image also learned to reproduce the fusion of the aligned pair by `{config.fusion_teacher}`"

@@ -106,7 +106,7 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     registration = tmp_path / "registration"
     args = ["train", "--aanlib", str(aanlib), "--run-dir", str(registration), *TINY, "--epochs", "2",
             "--stage", "registration", "--pretrain-steps", "1", "--synthetic-fraction", "0.5",
-            "--flow-supervision", "1", "--amp", "bf16", "--ema-decay", "0.9"]
+            "--flow-supervision", "1", "--amp", "bf16", "--ema-decay", "0.9", "--aligned-fraction", "0.25"]
     assert main([*args, "--max-minutes", "0.00001"]) == 0  # stops after its first step, exported
     weights = registration / "BSAFusion_CT.safetensors"
     assert read_weights(weights)[1]["steps"] == 1
@@ -119,6 +119,7 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     card = weights.with_suffix(".md").read_text()
     assert "--stage registration" in card and "Curriculum: the first 1 steps" in card
     assert "moving average of the training weights (decay 0.9)" in card
+    assert "25% of the pairs were left undeformed" in card
     assert load_checkpoint(registration / BEST_CHECKPOINT)["ema"]  # exported and passed on: the average
 
     # the next stage starts from the previous one's checkpoint (full precision)
