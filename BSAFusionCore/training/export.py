@@ -201,6 +201,9 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             )
         if "folding" in state.validation:
             lines.append(f"| pixels where the mapping folds (Jacobian <= 0) | 0 | {state.validation['folding']:.2%} |")
+        if "aligned_motion" in state.validation:
+            lines.append("| displacement predicted on the same pairs undeformed (aligned), mean px (lower is better) "
+                         f"| 0 | {state.validation['aligned_motion']:.3f} |")
         groups = sorted({key.split("/")[0] for key in state.validation if "/" in key})
         if groups:
             lines += ["", "Per modality (held-out cases of each):", "",

@@ -39,7 +39,10 @@ class ValidationSet:
     groups: list[str] = field(default_factory=list)  # per pair, e.g. its modality ("" = none)
 
 
-REGISTRATION_FIGURES = ("epe", "ssim", "ncc", "epe_unregistered", "ssim_unregistered", "ncc_unregistered", "folding")
+REGISTRATION_FIGURES = ("epe", "ssim", "ncc", "epe_unregistered", "ssim_unregistered", "ncc_unregistered", "folding",
+                        "aligned_motion")
+"""``aligned_motion``: the mean displacement (px) predicted on the same pairs left as they are (aligned),
+where the right answer is none."""
 
 
 def group_of(sample: PairSample) -> str:
@@ -98,6 +101,10 @@ def validate(
                 out = net(resize_image(fixed, size), resize_image(moving, size), with_discriminator=False,
                           with_fusion=with_fusion)
             flow = resize_flow(out.flow.float(), shape)
+            with autocast or contextlib.nullcontext():
+                still = net(resize_image(fixed, size), resize_image(label, size), with_discriminator=False,
+                            with_fusion=False)
+            still_flow = resize_flow(still.flow.float(), shape)
             warped = warp_image(moving, flow)
             figures = {
                 "epe": endpoint_errors(flow, true_flow),
@@ -106,6 +113,7 @@ def validate(
                 "epe_unregistered": endpoint_errors(torch.zeros_like(true_flow), true_flow),
                 "ssim_unregistered": ssim_per_image(moving, label),
                 "ncc_unregistered": ncc_per_image(moving, label),
+                "aligned_motion": still_flow.norm(dim=1).flatten(1).mean(dim=1),
             }
             rows = torch.stack(list(figures.values()), dim=1).tolist()
             flows = flow.permute(0, 2, 3, 1).cpu().numpy()

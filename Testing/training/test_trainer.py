@@ -19,12 +19,14 @@ from BSAFusionCore.training.trainer import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
     LOG_CSV,
+    VALIDATION_SEED,
     Distributed,
     TrainConfig,
     Trainer,
     epoch_batches,
     load_checkpoint,
 )
+from BSAFusionCore.training.validation import make_validation_set, validate
 
 SIZE = 32
 
@@ -102,15 +104,24 @@ def test_validation_logs_and_checkpoints(tmp_path: Path) -> None:
         _config(tmp_path, epochs=1, image_size=size), _samples(2, size=size), _samples(2, first_seed=10, size=size)
     )
     state = trainer.run()
-    assert {"epe", "ssim", "ncc", "epe_unregistered", "ssim_unregistered", "ncc_unregistered"} <= set(
-        state.validation
-    )
+    assert {"epe", "ssim", "ncc", "epe_unregistered", "ssim_unregistered", "ncc_unregistered",
+            "aligned_motion"} <= set(state.validation)
     assert state.validation["epe_unregistered"] > 0.1
     assert {"Qabf", "Qcv", "Qvif", "Qs", "Qssim", "Qssim_average"} <= set(state.validation)
     assert state.validation_epoch == 1 and state.mu > 0
     assert (tmp_path / LAST_CHECKPOINT).is_file() and (tmp_path / BEST_CHECKPOINT).is_file()
     row = next(csv.DictReader((tmp_path / LOG_CSV).open()))
     assert float(row["val_ssim_unregistered"]) == pytest.approx(state.validation["ssim_unregistered"])
+
+
+def test_validation_measures_the_motion_predicted_on_aligned_pairs(tmp_path: Path) -> None:
+    samples = _samples(2)
+    data = make_validation_set(samples, _config(tmp_path).deformation(samples[0].fixed.shape[-1]), VALIDATION_SEED)
+    cpu = torch.device("cpu")
+    still = Trainer(_config(tmp_path), samples, []).net  # zero-initialised flow heads: no motion
+    restless = Trainer(_config(tmp_path, zero_flow_init=False), samples, []).net
+    assert validate(still, data, cpu, 2, with_fusion=False)["aligned_motion"] == 0
+    assert validate(restless, data, cpu, 2, with_fusion=False)["aligned_motion"] > 0.1
 
 
 def test_resume_refuses_a_different_run(tmp_path: Path) -> None:
