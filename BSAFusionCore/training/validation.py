@@ -97,13 +97,11 @@ def validate(
             label, true_flow = data.label[part].to(device), data.true_flow[part].to(device)
             shape = tuple(fixed.shape[-2:])
             size = (working_size, working_size) if working_size else shape
+            fixed_in = resize_image(fixed, size)
             with autocast or contextlib.nullcontext():
-                out = net(resize_image(fixed, size), resize_image(moving, size), with_discriminator=False,
-                          with_fusion=with_fusion)
+                out = net(fixed_in, resize_image(moving, size), with_discriminator=False, with_fusion=with_fusion)
+                still = net(fixed_in, resize_image(label, size), with_discriminator=False, with_fusion=False)
             flow = resize_flow(out.flow.float(), shape)
-            with autocast or contextlib.nullcontext():
-                still = net(resize_image(fixed, size), resize_image(label, size), with_discriminator=False,
-                            with_fusion=False)
             still_flow = resize_flow(still.flow.float(), shape)
             warped = warp_image(moving, flow)
             figures = {
@@ -113,7 +111,7 @@ def validate(
                 "epe_unregistered": endpoint_errors(torch.zeros_like(true_flow), true_flow),
                 "ssim_unregistered": ssim_per_image(moving, label),
                 "ncc_unregistered": ncc_per_image(moving, label),
-                "aligned_motion": still_flow.norm(dim=1).flatten(1).mean(dim=1),
+                "aligned_motion": endpoint_errors(still_flow, torch.zeros_like(still_flow)),
             }
             rows = torch.stack(list(figures.values()), dim=1).tolist()
             flows = flow.permute(0, 2, 3, 1).cpu().numpy()
