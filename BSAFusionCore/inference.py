@@ -77,42 +77,61 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
 
     The network runs at ``model.image_size``; results come back at the input size, with the
-    displacement in the input's pixels. ``zero_displacement=True`` fuses without registering; weights
-    that do not register (``model.registers`` False) always take that path, which skips the
-    registration net and gives the same result. ``with_warped=False`` skips warping the moving image
-    (for callers that warp it themselves, as the volume pipeline does in 3-D).
+    displacement in the input's pixels. Weights whose ``registration_size`` differs from their
+    ``image_size`` run in two passes: the displacement at ``registration_size``, then the fusion at
+    ``image_size`` of the fixed image and the moving image warped by it (the fusion with zero flow).
+    ``zero_displacement=True`` fuses without registering; weights that do not register
+    (``model.registers`` False) always take that path, which skips the registration net and gives the
+    same result. ``with_warped=False`` skips returning the warped moving image (for callers that warp it
+    themselves, as the volume pipeline does in 3-D).
     """
     check_pair(fixed, moving)
     return _fuse_checked(as_model(model), fixed, moving, zero_displacement, with_warped)
+
+
+def _run_network(model: FusionModel, fixed: Tensor, moving: Tensor, *, fuse: bool = True,
+                 register: bool = True) -> tuple[Tensor | None, Tensor | None]:
+    """(fused, flow) of the engine on working-size tensors, ``model.network_batch`` slices per call;
+    ``register=False`` fuses with zero flow (flow None), ``fuse=False`` only registers (fused None)."""
+    fused_parts, flow_parts = [], []
+    for fixed_part, moving_part in zip(fixed.split(model.network_batch), moving.split(model.network_batch),
+                                       strict=True):
+        with model.autocast():
+            if not register:
+                fused_parts.append(model.engine.fuse_aligned(fixed_part, moving_part))
+                continue
+            out = model.engine(fixed_part, moving_part, with_discriminator=False, with_fusion=fuse)
+            flow_parts.append(out.flow)
+            if fuse:
+                fused_parts.append(out.fused)
+    return (torch.cat(fused_parts).float() if fused_parts else None,
+            torch.cat(flow_parts).float() if flow_parts else None)
 
 
 @torch.inference_mode()
 def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displacement: bool,
                   with_warped: bool = True) -> BatchFusion:
     """:func:`fuse_batch` on a pair :func:`check_pair` has accepted."""
-    zero_displacement = zero_displacement or not model.registers
+    register = not zero_displacement and model.registers
     shape = tuple(fixed.shape[-2:])
-    size = model.image_size
+    size, registration_size = model.image_size, model.registration_size
     fixed = fixed.to(model.device, torch.float32)
     moving = moving.to(model.device, torch.float32)
     ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
     luma = moving if ycbcr is None else ycbcr[:, :1]
-    fixed_w, luma_w = resize_image(fixed, (size, size)), resize_image(luma, (size, size))
-    fused_parts, flow_parts = [], []
-    for fixed_part, luma_part in zip(fixed_w.split(model.network_batch), luma_w.split(model.network_batch),
-                                     strict=True):
-        with model.autocast():
-            if zero_displacement:
-                fused_parts.append(model.engine.fuse_aligned(fixed_part, luma_part))
-            else:
-                out = model.engine(fixed_part, luma_part, with_discriminator=False)
-                fused_parts.append(out.fused)
-                flow_parts.append(out.flow)
-    fused_w = torch.cat(fused_parts).float()
-    if flow_parts:
-        displacement = resize_flow(torch.cat(flow_parts).float(), shape)
-    else:
+    fixed_w = resize_image(fixed, (size, size))
+    if not register:
+        fused_w, _ = _run_network(model, fixed_w, resize_image(luma, (size, size)), register=False)
         displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
+    elif registration_size == size:
+        fused_w, flow = _run_network(model, fixed_w, resize_image(luma, (size, size)))
+        displacement = resize_flow(flow, shape)
+    else:
+        square = (registration_size, registration_size)
+        _, flow = _run_network(model, resize_image(fixed, square), resize_image(luma, square), fuse=False)
+        displacement = resize_flow(flow, shape)
+        luma_warped = resize_image(warp_image(luma, displacement), (size, size))
+        fused_w, _ = _run_network(model, fixed_w, luma_warped, register=False)
     warped = warp_image(moving, displacement).float().cpu() if with_warped else None
     fused = resize_image(fused_w, shape).clamp(0, 1)
     if ycbcr is not None:

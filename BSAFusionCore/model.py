@@ -14,7 +14,7 @@ import torch
 from .errors import InputError, WeightsError
 from .network import BSAFusionNet
 from .network.folded import fold_for_inference
-from .options import MODALITIES, WORKING_SIZE
+from .options import MIN_SIZE, MODALITIES, SIZE_MULTIPLE, WORKING_SIZE
 from .resources import bundled_weights
 from .weights import load_network
 
@@ -37,6 +37,11 @@ class FusionModel:
     def __post_init__(self) -> None:
         if self.precision not in (*PRECISIONS, "auto"):
             raise InputError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for key in ("image_size", "registration_size"):
+            size = self.metadata.get(key)
+            if size is not None and (not isinstance(size, int) or size % SIZE_MULTIPLE or size < MIN_SIZE):
+                raise WeightsError(f"{self.source or 'the weights'}: {key} {size!r} in the metadata is not a "
+                                   f"working size (a multiple of {SIZE_MULTIPLE}, >= {MIN_SIZE}); the file is damaged")
         self.net = self.net.to(self.device).eval()
         self.engine = fold_for_inference(self.net).to(self.device)
         if self.precision == "auto":
@@ -55,7 +60,14 @@ class FusionModel:
 
     @property
     def image_size(self) -> int:
+        """The working resolution: the network fuses at ``image_size`` x ``image_size``."""
         return int(self.metadata.get("image_size") or WORKING_SIZE)
+
+    @property
+    def registration_size(self) -> int:
+        """The resolution the displacement is predicted at: ``image_size`` unless the weights record
+        another (ours trained registration at 128 px and fuse best at 256 px; see :func:`fuse_batch`)."""
+        return int(self.metadata.get("registration_size") or self.image_size)
 
     @property
     def network_batch(self) -> int:

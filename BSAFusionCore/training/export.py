@@ -88,6 +88,8 @@ def export_metadata(config: TrainConfig, state: TrainState, working_size: int | 
         "modalities": config.modality.split(","),
         "image_size": working_size or config.image_size,
         "training_image_size": config.image_size,
+        # the displacement is learned in the training size's pixels: predicted there whatever image_size is
+        **({"registration_size": config.image_size} if registers(config) else {}),
         "source": "bsafusion train",
         "registers": registers(config),
         "stage": config.stage,
@@ -167,7 +169,9 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         f"- Data: {config.data_description or 'not recorded'}; {state.train_pairs} training pairs, "
         f"{state.val_pairs} held-out validation pairs (whole cases).",
         f"- Working resolution: {size}x{size} (inference resizes to it)"
-        + ("." if size == config.image_size else f"; trained at {config.image_size}x{config.image_size}."),
+        + ("." if size == config.image_size else f"; trained at {config.image_size}x{config.image_size}"
+           + (f", where the displacement is predicted (`registration_size` {config.image_size})."
+              if registers(config) else ".")),
         f"- Epochs: {state.epoch} of {config.epochs} planned ({state.global_step} steps, batch {config.batch_size});"
         f" Adam, cosine annealing {config.lr:g} -> {config.lr_min:g} over the planned run; final mu {state.mu:.3f}.",
         f"- Training time: {state.elapsed_s / 3600:.2f} h on {'; '.join(state.hardware) or 'unknown hardware'}.",

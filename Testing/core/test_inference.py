@@ -70,7 +70,7 @@ def test_ycbcr_uses_the_published_coefficients():
 def _known_flow_engine(monkeypatch, model, flow_fn):
     """Replace the network by one that returns a known flow, to test the convention around it."""
 
-    def forward(fixed, moving, with_discriminator=True):
+    def forward(fixed, moving, with_discriminator=True, with_fusion=True):
         flow = flow_fn(fixed)
         zero = torch.zeros_like(fixed)
         return BSAFusionOutput(flow=flow, fused=fixed, warped_moving=zero, flow_fixed_side=zero, flow_moving_side=zero)
@@ -183,6 +183,32 @@ def test_weights_that_do_not_register_skip_the_registration_net_with_the_same_re
     assert not full.displacement.any() and not fast.displacement.any()
     np.testing.assert_allclose(fast.fused, full.fused, atol=1e-6)
     np.testing.assert_array_equal(fast.warped, full.warped)
+
+
+def test_a_registration_size_of_its_own_registers_there_and_fuses_the_warped_pair(random_net):
+    """Weights that record ``registration_size``: the displacement of the network at that size, the
+    fused image of the fusion (zero flow) at ``image_size`` on the fixed and the warped moving image."""
+    mri, ct, _ = example_pair(64)
+    fixed, moving = torch.from_numpy(mri)[None, None], torch.from_numpy(ct)[None, None]
+    two_pass = bf.model_from_network(random_net, "cpu", {"image_size": 64, "registration_size": 32})
+    calls = []
+    hook = two_pass.engine.reg_net.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    out = fuse_batch(two_pass, fixed, moving)
+    hook.remove()
+    assert [shape[-1] for shape in calls] == [32 // 16]  # one registration, on the 32 px pair's tokens
+    small = fuse_batch(bf.model_from_network(random_net, "cpu", {"image_size": 32}), fixed, moving)
+    assert out.displacement.abs().max() > 0.1
+    torch.testing.assert_close(out.displacement, small.displacement)
+    torch.testing.assert_close(out.warped, small.warped)
+    aligned = fuse_batch(bf.model_from_network(random_net, "cpu", {"image_size": 64}), fixed, out.warped,
+                         zero_displacement=True)
+    torch.testing.assert_close(out.fused, aligned.fused)
+
+
+@pytest.mark.parametrize("metadata", [{"image_size": 50}, {"registration_size": 8}, {"image_size": "256"}])
+def test_damaged_working_sizes_are_named(random_net, metadata):
+    with pytest.raises(bf.WeightsError, match="not a working size"):
+        bf.model_from_network(random_net, "cpu", metadata)
 
 
 def test_mixed_precision_check_rejects_a_precision_that_changes_results(small_model):

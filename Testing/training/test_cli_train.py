@@ -52,6 +52,7 @@ def test_train_resume_and_export(aanlib: Path, tmp_path: Path) -> None:
     assert main(["train", "--run-dir", str(run), "--export", str(out), "--export-size", "48"]) == 0
     assert read_weights(out)[1]["image_size"] == 48 and read_weights(out)[1]["training_image_size"] == 32
     assert "48x48 (inference resizes to it); trained at 32x32" in out.with_suffix(".md").read_text()
+    assert load_model(out, device="cpu").registration_size == 32  # where its displacement was learned
     assert main(["train", "--run-dir", str(run), "--export", str(out), "--export-size", "50"]) == 2
 
     fine_tune = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "fine"), *TINY, "--epochs", "1"]
