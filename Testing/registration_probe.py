@@ -18,9 +18,10 @@ after Transfer are pulled towards those of the frozen ``--teacher`` on the MRI a
 by the same field, plus the flow and image losses; validated cross and mono). ``--init`` reads weights,
 ``--save`` writes fp32 weights at every validation, with the stage records of the initial weights and of
 the probe run, so that ``bsafusion train --init`` can continue from them. A measuring aid, not part of the
-library. The twelfth session's mono -> cross cycle (docs/training.md):
+library. The twelfth session's mono -> cross cycle (docs/training.md; CAND7 = the seventh session's CT
+candidate, `git show 8ae2053:Resources/candidates/BSAFusion_CT.safetensors`):
 
-    python Testing/registration_probe.py --mode mono --steps 700 --init Resources/candidates/BSAFusion_CT.safetensors \
+    python Testing/registration_probe.py --mode mono --steps 700 --init CAND7 \
         --save ~/bsafusion_runs/mono700.safetensors
     python Testing/registration_probe.py --mode cross --steps 900 --init ~/bsafusion_runs/mono700.safetensors \
         --save ~/bsafusion_runs/cross_after_mono900.safetensors
