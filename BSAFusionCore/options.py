@@ -91,6 +91,7 @@ class VolumeOptions:
     colormap: str = COLORMAPS[0]
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     batch_size: int = DEFAULT_BATCH_SIZE
+    fuse_only: bool = False  # no in-plane registration by the network: slices fused as they lie after prealign
 
     def changed(self) -> dict[str, Any]:
         """The options set to something else than their default."""

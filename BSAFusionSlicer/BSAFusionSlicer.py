@@ -89,6 +89,7 @@ class BSAFusionSlicerParameterNode:
     modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = "bundled"
     modelFile: Path
     prealign: Annotated[str, Choice(list(PREALIGN_MODES))] = DEFAULT_PREALIGN
+    fuseOnly: bool = False
     sliceAxis: Annotated[str, Choice(list(SLICE_AXIS_CHOICES))] = SLICE_AXIS_CHOICES[0]
     ctWindow: Annotated[str, Choice(list(CT_WINDOW_CHOICES))] = CT_WINDOW_AUTO
     colorFusion: bool = False
@@ -108,6 +109,7 @@ def panel_settings(parameters: BSAFusionSlicerParameterNode) -> PanelSettings:
         model_source=parameters.modelSource,
         model_file="" if model_file == "." else model_file,
         prealign=parameters.prealign,
+        fuse_only=parameters.fuseOnly,
         slice_axis=parameters.sliceAxis,
         ct_window=parameters.ctWindow,
         color_fusion=parameters.colorFusion,
@@ -415,7 +417,7 @@ class BSAFusionSlicerLogic(ScriptedLoadableModuleLogic):
     ) -> OutputNodes:
         """Register and fuse; creates missing output nodes and returns ``(fused, warped, transform)``.
 
-        ``options``: ``model``, ``device``, ``prealign``, ``axis``, ``ct_window``, ``color_fusion``,
+        ``options``: ``model``, ``device``, ``prealign``, ``fuse_only``, ``axis``, ``ct_window``, ``color_fusion``,
         ``colormap``, ``percentiles``, ``batch_size``, ``cancel`` (see ``BSAFusionSlicerLib.logic``).
         """
         started = time.monotonic()

@@ -43,6 +43,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--modality", choices=MODALITIES, help="moving modality (default: from the file name)")
     parser.add_argument("--model", help="model file (.safetensors or authors' .pkl); default: bundled")
     parser.add_argument("--prealign", choices=PREALIGN_MODES, default=DEFAULTS.prealign)
+    parser.add_argument("--fuse-only", action="store_true",
+                        help="no in-plane registration by the network (volumes aligned after --prealign)")
     parser.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
@@ -52,7 +54,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     """Process every case; 0 when all succeeded (or were done already), 1 when some failed, 2 on bad input."""
     args = parse_arguments(argv)
-    options = VolumeOptions(prealign=args.prealign, ct_window=args.ct_window, batch_size=args.batch_size)
+    options = VolumeOptions(prealign=args.prealign, ct_window=args.ct_window, batch_size=args.batch_size,
+                            fuse_only=args.fuse_only)
     try:
         cases = cases_from_folder(args.cases_dir, args.modality, args.model)
         status = run_batch(cases, args.output_dir, BatchRun(options=options, device=args.device))

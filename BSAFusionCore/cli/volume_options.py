@@ -24,6 +24,9 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"pre-alignment by mutual information before the network: 3-D for volumes (default: "
                             f"{DEFAULTS.prealign}; none when the volumes are already aligned), 2-D for a pair of "
                             f"2D images (default: {DEFAULT_PREALIGN_2D}; rigid for a clearly misaligned pair)")
+    group.add_argument("--fuse-only", action="store_true",
+                       help="fuse without the network's registration, for images already aligned (after the "
+                            "pre-alignment, if any): the displacement is that of the pre-alignment alone")
     group.add_argument("--axis", type=int, choices=(0, 1, 2), default=DEFAULTS.axis,
                        help="ITK index axis to slice through (default: the one nearest inferior-superior)")
     group.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window,
@@ -40,7 +43,7 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def volume_options(args: argparse.Namespace) -> VolumeOptions:
     return VolumeOptions(
-        prealign=args.prealign or DEFAULTS.prealign, axis=args.axis, ct_window=args.ct_window,
+        prealign=args.prealign or DEFAULTS.prealign, fuse_only=args.fuse_only, axis=args.axis, ct_window=args.ct_window,
         color_fusion=args.color_fusion,
         colormap=args.colormap, percentiles=tuple(args.percentiles), batch_size=args.batch_size,
     )

@@ -67,6 +67,7 @@ def fuse_volumes(
     model: FusionModel | str,
     *,
     prealign: str = DEFAULT_PREALIGN,
+    fuse_only: bool = False,
     axis: int | None = None,
     ct_window: str | None = CT_WINDOW_AUTO,
     color_fusion: bool = False,
@@ -82,10 +83,11 @@ def fuse_volumes(
     ``fused`` is float32 in [0, 1] (8-bit RGB when the moving input is coloured), ``warped`` is the
     moving volume in its own units resampled through ``displacement`` (LPS mm, float64 vectors,
     pre-alignment included), and ``record`` says what was run. A rigid 3-D pre-alignment runs by
-    default (``prealign="none"`` skips it). A CT moving volume (the model's modality, or any given
-    ``ct_window``) is mapped by a Hounsfield window (``"auto"``: soft tissue), its padding as
-    background. Volumes whose estimated memory need exceeds ``max_memory_gb`` (None: no limit) are
-    refused before any work.
+    default (``prealign="none"`` skips it); ``fuse_only=True`` skips the network's in-plane registration
+    (for volumes aligned by then: the displacement is the pre-alignment's). A CT moving volume (the
+    model's modality, or any given ``ct_window``) is mapped by a Hounsfield window (``"auto"``: soft
+    tissue), its padding as background. Volumes whose estimated memory need exceeds ``max_memory_gb``
+    (None: no limit) are refused before any work.
     """
     started = time.perf_counter()
     ct_window = ct_window or CT_WINDOW_AUTO
@@ -116,7 +118,7 @@ def fuse_volumes(
         raise InputError(f"the fixed and moving volumes do not overlap in physical space{hint}")
 
     slicer = _SliceFuser(fixed, moving, model, axes, transform, fixed_range, moving_range, rgb_moving,
-                         colormap if color_fusion else None)
+                         colormap if color_fusion else None, fuse_only)
     count = fixed.GetSize()[axes.axis]
     for start in range(0, count, batch_size):
         check_cancel(cancel)
@@ -128,7 +130,8 @@ def fuse_volumes(
         "model": {"source": getattr(model, "source", None), "modality": model.modality,
                   "image_size": model.image_size, "metadata": model.metadata},
         "options": {
-            "prealign": prealign, "axis": axes.axis, "ct_window": ct_window, "color_fusion": color_fusion,
+            "prealign": prealign, "fuse_only": fuse_only, "axis": axes.axis, "ct_window": ct_window,
+            "color_fusion": color_fusion,
             "colormap": colormap, "percentiles": list(percentiles), "batch_size": batch_size,
         },
         "slices": {"total": count, "fused": slicer.fused_slices, "empty": count - slicer.fused_slices},
@@ -199,13 +202,13 @@ class _SliceFuser:
     def __init__(
         self, fixed: sitk.Image, moving: sitk.Image, model: FusionModel, axes: SliceAxes,
         transform: sitk.Transform | None, fixed_range: IntensityRange, moving_range: IntensityRange,
-        rgb_moving: bool, colormap: str | None,
+        rgb_moving: bool, colormap: str | None, fuse_only: bool = False,
     ) -> None:
         self.fixed, self.moving, self.model, self.axes = fixed, moving, model, axes
         self.transform = transform or sitk.Transform(3, sitk.sitkIdentity)
         self.prealignment = transform
         self.fixed_range, self.moving_range = fixed_range, moving_range
-        self.rgb_moving, self.colormap = rgb_moving, colormap
+        self.rgb_moving, self.colormap, self.fuse_only = rgb_moving, colormap, fuse_only
         self.fixed_slices = slices_of(sitk.GetArrayViewFromImage(fixed), axes)
         self.outside_value = float(np.min(sitk.GetArrayViewFromImage(moving)))
         colour_out = rgb_moving or colormap is not None
@@ -226,7 +229,8 @@ class _SliceFuser:
         flow = np.zeros((count, 2, *fixed_n.shape[1:]), dtype=np.float32)
         if active.any():
             out = fuse_batch(self.model, torch.from_numpy(fixed_n[active][:, None]),
-                             torch.from_numpy(moving_n[active]), with_warped=False)  # warped in 3-D below
+                             torch.from_numpy(moving_n[active]), zero_displacement=self.fuse_only,
+                             with_warped=False)  # warped in 3-D below
             fused[active] = out.fused.numpy()
             flow[active] = out.displacement.numpy()
             self.fused_slices += int(active.sum())

@@ -12,6 +12,7 @@ from .settings import PanelSettings
 CLI_NAMES = {
     "model": "weights",
     "prealign": "prealign",
+    "fuse_only": "fuseOnly",
     "axis": "axis",
     "ct_window": "ctWindow",
     "color_fusion": "colorFusion",

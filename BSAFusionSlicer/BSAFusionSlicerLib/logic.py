@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_OPTIONS = (
     "prealign",
+    "fuse_only",
     "axis",
     "ct_window",
     "color_fusion",
@@ -63,7 +64,7 @@ def process(
     Missing output nodes are created in the inputs' scene and all three are returned. ``options``:
     ``model`` (bundled name, our ``.safetensors``, an authors' ``.pkl`` or a loaded ``FusionModel``;
     default: the bundled model of ``modality``), ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``...)
-    and the options of ``fuse_volumes``: ``prealign``, ``axis``, ``ct_window``, ``color_fusion``,
+    and the options of ``fuse_volumes``: ``prealign``, ``fuse_only``, ``axis``, ``ct_window``, ``color_fusion``,
     ``colormap``, ``percentiles``, ``batch_size``, ``cancel``. On error the scene is left as it was.
     """
     if modality not in MODALITIES:

@@ -27,16 +27,19 @@ class PanelSettings:
     colormap: str = "hot"
     device: str = "auto"
     batch_size: int = 8
+    fuse_only: bool = False
 
     def process_options(self) -> dict[str, Any]:
         """Keyword options of ``process``: CT windows only for CT (``auto`` is the library default, left
-        out), colour fusion only for PET/SPECT."""
+        out), colour fusion only for PET/SPECT, ``fuse_only`` only when set."""
         options: dict[str, Any] = {
             "prealign": self.prealign,
             "axis": slice_axis_index(self.slice_axis),
             "batch_size": self.batch_size,
             "device": self.device,
         }
+        if self.fuse_only:
+            options["fuse_only"] = True
         if self.model_source == "file":
             if not Path(self.model_file).is_file():
                 raise InputError(f"model file not found: '{self.model_file}'")

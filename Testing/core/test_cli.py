@@ -95,6 +95,13 @@ def test_2d_pairs_take_a_prealignment_and_record_it(tmp_path, weights, pair_file
     assert json.loads((tmp_path / "plain" / "fusion.json").read_text())["prealignment"] is None  # 2D default: none
 
 
+def test_2d_pairs_can_be_fused_without_registering(tmp_path, weights, pair_files):
+    out = tmp_path / "out"
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out), "--fuse-only"]) == 0
+    assert not np.load(out / "displacement.npy").any()  # random weights move everything otherwise
+    assert json.loads((out / "fusion.json").read_text())["fuse_only"] is True
+
+
 @pytest.mark.parametrize("option", [["--ct-window", "bone"], ["--color-fusion"],
                                     ["--percentiles", "1", "99"], ["--axis", "0"]])
 def test_volume_options_are_refused_for_2d_images(tmp_path, weights, pair_files, caplog, option):

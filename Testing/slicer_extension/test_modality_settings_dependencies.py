@@ -61,6 +61,7 @@ def test_settings_become_process_options(tmp_path: Path) -> None:
     }
     pet = PanelSettings("PET", ct_window="bone", color_fusion=True, colormap="jet").process_options()
     assert pet["color_fusion"] and pet["colormap"] == "jet" and "ct_window" not in pet
+    assert PanelSettings(fuse_only=True).process_options()["fuse_only"] is True
     with pytest.raises(InputError, match="model file not found"):
         PanelSettings(model_source="file", model_file=str(tmp_path / "none.pkl")).process_options()
 

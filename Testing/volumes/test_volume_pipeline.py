@@ -28,12 +28,12 @@ class KnownDisplacement:
         self.flow_px = flow_px
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def __call__(self, model: object, fixed: torch.Tensor, moving: torch.Tensor, *, with_warped: bool = True
-                 ) -> SimpleNamespace:
+    def __call__(self, model: object, fixed: torch.Tensor, moving: torch.Tensor, *, zero_displacement: bool = False,
+                 with_warped: bool = True) -> SimpleNamespace:
         self.calls.append((fixed, moving))
         n, _, h, w = fixed.shape
         displacement = torch.empty(n, 2, h, w)
-        displacement[:, 0], displacement[:, 1] = self.flow_px
+        displacement[:, 0], displacement[:, 1] = (0.0, 0.0) if zero_displacement else self.flow_px
         fused = torch.maximum(fixed, moving)
         return SimpleNamespace(fused=fused, warped=moving.clone() if with_warped else None, displacement=displacement)
 
@@ -81,6 +81,16 @@ def test_known_inplane_shift_is_undone_on_the_fixed_grid(known: KnownDisplacemen
     assert result.displacement.GetPixelID() == sitk.sitkVectorFloat64
     assert result.record["options"]["axis"] == 1
     assert [fixed.shape[1:] for fixed, _ in known.calls] == [(1, 40, 48)] * 3  # 12 slices: 5 + 5 + 2
+
+
+def test_fuse_only_keeps_the_slices_as_they_lie(known: KnownDisplacement) -> None:
+    fixed = sample(fixed_grid(), MRI_CONTRAST)
+    moving = sample(moving_grid(), CT_CONTRAST, pixel_type=sitk.sitkInt16)
+    result = fuse_volumes(fixed, moving, MODEL, prealign="none", fuse_only=True)
+    assert not sitk.GetArrayViewFromImage(result.displacement).any()
+    assert result.record["options"]["fuse_only"] is True
+    registered = fuse_volumes(fixed, moving, MODEL, prealign="none")
+    assert sitk.GetArrayViewFromImage(registered.displacement).any() and not registered.record["options"]["fuse_only"]
 
 
 def test_displacement_applied_by_simpleitk_reproduces_warped(known: KnownDisplacement) -> None:
