@@ -88,22 +88,30 @@ def autocast_for(device: torch.device, precision: str) -> torch.autocast:
 
 def mixed_precision_agrees(model: FusionModel, precision: str, *, fused_tolerance: float = 0.02,
                            displacement_tolerance: float = 0.25) -> bool:
-    """Whether ``precision`` reproduces float32 on a probe pair (the built-in example).
+    """Whether ``precision`` reproduces float32 on a probe pair (the built-in example), the fusion at
+    ``image_size`` and the displacement at ``registration_size``, as :func:`~.inference.fuse_batch` runs them.
 
     Agreement: fused within ``fused_tolerance`` and displacement within ``displacement_tolerance``
     pixels, both as the 99th percentile of the absolute difference.
     """
     from .examples import example_pair
 
-    mri, ct, _ = example_pair(model.image_size)
-    fixed = torch.from_numpy(mri)[None, None].to(model.device)
-    moving = torch.from_numpy(ct)[None, None].to(model.device)
+    def pair(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        mri, ct, _ = example_pair(size)
+        return torch.from_numpy(mri)[None, None].to(model.device), torch.from_numpy(ct)[None, None].to(model.device)
+
+    def run(fuse_size: int, flow_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fused at ``fuse_size``, flow at ``flow_size``): one engine call when the sizes agree."""
+        out = model.engine(*pair(flow_size), with_discriminator=False, with_fusion=fuse_size == flow_size)
+        fused = out.fused if out.fused is not None else model.engine.fuse_aligned(*pair(fuse_size))
+        return fused.float(), out.flow.float()
+
     with torch.inference_mode():
-        exact = model.engine(fixed, moving, with_discriminator=False)
+        exact = run(model.image_size, model.registration_size)
         with autocast_for(model.device, precision):
-            mixed = model.engine(fixed, moving, with_discriminator=False)
-    fused_error = torch.quantile((exact.fused - mixed.fused.float()).abs().flatten(), 0.99).item()
-    flow_error = torch.quantile((exact.flow - mixed.flow.float()).abs().flatten(), 0.99).item()
+            mixed = run(model.image_size, model.registration_size)
+    fused_error = torch.quantile((exact[0] - mixed[0]).abs().flatten(), 0.99).item()
+    flow_error = torch.quantile((exact[1] - mixed[1]).abs().flatten(), 0.99).item()
     agrees = fused_error <= fused_tolerance and flow_error <= displacement_tolerance
     log.info("%s vs fp32 on the probe pair: fused %.4f, displacement %.3f px (99th percentiles): %s",
              precision, fused_error, flow_error, "using it" if agrees else "staying with fp32")

@@ -211,10 +211,12 @@ def test_damaged_working_sizes_are_named(random_net, metadata):
         bf.model_from_network(random_net, "cpu", metadata)
 
 
-def test_mixed_precision_check_rejects_a_precision_that_changes_results(small_model):
+@pytest.mark.parametrize("registration_size", [None, 32])
+def test_mixed_precision_check_rejects_a_precision_that_changes_results(random_net, registration_size):
     # Random weights are chaotic: bf16 moves them far from fp32, and the check must say so.
-    assert not mixed_precision_agrees(small_model, "bf16", fused_tolerance=1e-6, displacement_tolerance=1e-6)
-    assert mixed_precision_agrees(small_model, "fp32", fused_tolerance=0, displacement_tolerance=0)
+    model = bf.model_from_network(random_net, "cpu", {"image_size": 64, "registration_size": registration_size})
+    assert not mixed_precision_agrees(model, "bf16", fused_tolerance=1e-6, displacement_tolerance=1e-6)
+    assert mixed_precision_agrees(model, "fp32", fused_tolerance=0, displacement_tolerance=0)
 
 GOOD = np.zeros((40, 40), np.float32)
 
