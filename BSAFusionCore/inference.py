@@ -120,6 +120,7 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
     ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
     luma = moving if ycbcr is None else ycbcr[:, :1]
     fixed_w = resize_image(fixed, (size, size))
+    luma_warped = None  # the two-pass path's warped luma: the warped image itself when grey
     if not register:
         fused_w, _ = _run_network(model, fixed_w, resize_image(luma, (size, size)), register=False)
         displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
@@ -130,9 +131,12 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
         square = (registration_size, registration_size)
         _, flow = _run_network(model, resize_image(fixed, square), resize_image(luma, square), fuse=False)
         displacement = resize_flow(flow, shape)
-        luma_warped = resize_image(warp_image(luma, displacement), (size, size))
-        fused_w, _ = _run_network(model, fixed_w, luma_warped, register=False)
-    warped = warp_image(moving, displacement).float().cpu() if with_warped else None
+        luma_warped = warp_image(luma, displacement)
+        fused_w, _ = _run_network(model, fixed_w, resize_image(luma_warped, (size, size)), register=False)
+    warped = None
+    if with_warped:
+        warped = luma_warped if luma_warped is not None and ycbcr is None else warp_image(moving, displacement)
+        warped = warped.float().cpu()
     fused = resize_image(fused_w, shape).clamp(0, 1)
     if ycbcr is not None:
         chroma = warp_image(ycbcr[:, 1:], displacement)

@@ -100,16 +100,20 @@ def mixed_precision_agrees(model: FusionModel, precision: str, *, fused_toleranc
         mri, ct, _ = example_pair(size)
         return torch.from_numpy(mri)[None, None].to(model.device), torch.from_numpy(ct)[None, None].to(model.device)
 
-    def run(fuse_size: int, flow_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fused at ``fuse_size``, flow at ``flow_size``): one engine call when the sizes agree."""
-        out = model.engine(*pair(flow_size), with_discriminator=False, with_fusion=fuse_size == flow_size)
-        fused = out.fused if out.fused is not None else model.engine.fuse_aligned(*pair(fuse_size))
+    one_pass = model.registration_size == model.image_size
+    flow_pair = pair(model.registration_size)
+    fuse_pair = flow_pair if one_pass else pair(model.image_size)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        """(fused, flow): one engine call when the sizes agree."""
+        out = model.engine(*flow_pair, with_discriminator=False, with_fusion=one_pass)
+        fused = out.fused if one_pass else model.engine.fuse_aligned(*fuse_pair)
         return fused.float(), out.flow.float()
 
     with torch.inference_mode():
-        exact = run(model.image_size, model.registration_size)
+        exact = run()
         with autocast_for(model.device, precision):
-            mixed = run(model.image_size, model.registration_size)
+            mixed = run()
     fused_error = torch.quantile((exact[0] - mixed[0]).abs().flatten(), 0.99).item()
     flow_error = torch.quantile((exact[1] - mixed[1]).abs().flatten(), 0.99).item()
     agrees = fused_error <= fused_tolerance and flow_error <= displacement_tolerance
