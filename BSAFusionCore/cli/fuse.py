@@ -25,7 +25,7 @@ from .common import (
     terminal_progress,
     write_json,
 )
-from .volume_options import add_volume_arguments, given_as_flags, volume_options
+from .volume_options import ALSO_FOR_2D, add_volume_arguments, given_as_flags, volume_options
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def run_fuse(args: argparse.Namespace) -> int:
 
 
 def fuse_2d(args: argparse.Namespace) -> int:
-    volume_only = [flag for flag in given_as_flags(volume_options(args))
-                   if not flag.startswith(("--prealign", "--fuse-only"))]
+    volume_only = given_as_flags(volume_options(args), leave_out=ALSO_FOR_2D)
     if volume_only:
         raise InputError(f"{' '.join(volume_only)}: volume options, which do not apply to 2D images (leave them out)")
     check_output_folder(args.output_dir, args.overwrite)

@@ -14,6 +14,8 @@ from ..options import (
 )
 
 DEFAULTS = VolumeOptions()
+ALSO_FOR_2D = frozenset({"prealign", "fuse_only"})
+"""The volume options that also apply to a pair of 2D images."""
 
 
 def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,10 +51,12 @@ def volume_options(args: argparse.Namespace) -> VolumeOptions:
     )
 
 
-def given_as_flags(options: VolumeOptions) -> list[str]:
-    """The options set to something else than their default, as ``--name value``."""
+def given_as_flags(options: VolumeOptions, *, leave_out: frozenset[str] = frozenset()) -> list[str]:
+    """The options set to something else than their default, as ``--name value``, but those in ``leave_out``."""
     flags = []
     for name, value in options.changed().items():
+        if name in leave_out:
+            continue
         values = value if isinstance(value, tuple) else (value,)
         shown = "" if isinstance(value, bool) else " " + " ".join(map(str, values))
         flags.append(f"--{name.replace('_', '-')}{shown}")
