@@ -118,29 +118,32 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
     fixed = fixed.to(model.device, torch.float32)
     moving = moving.to(model.device, torch.float32)
     ycbcr = rgb_to_ycbcr(moving) if moving.shape[1] == 3 else None
-    luma = moving if ycbcr is None else ycbcr[:, :1]
+    source = moving if ycbcr is None else ycbcr  # what is warped: the grey image, or Y, Cb, Cr at once
     fixed_w = resize_image(fixed, (size, size))
-    luma_warped = None  # the two-pass path's warped luma: the warped image itself when grey
+    moved = None  # ``source`` warped by the displacement
     if not register:
-        fused_w, _ = _run_network(model, fixed_w, resize_image(luma, (size, size)), register=False)
+        fused_w, _ = _run_network(model, fixed_w, resize_image(source[:, :1], (size, size)), register=False)
         displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
+        moved = source
     elif registration_size == size:
-        fused_w, flow = _run_network(model, fixed_w, resize_image(luma, (size, size)))
+        fused_w, flow = _run_network(model, fixed_w, resize_image(source[:, :1], (size, size)))
         displacement = resize_flow(flow, shape)
     else:
         square = (registration_size, registration_size)
-        _, flow = _run_network(model, resize_image(fixed, square), resize_image(luma, square), fuse=False)
+        _, flow = _run_network(model, resize_image(fixed, square), resize_image(source[:, :1], square), fuse=False)
         displacement = resize_flow(flow, shape)
-        luma_warped = warp_image(luma, displacement)
-        fused_w, _ = _run_network(model, fixed_w, resize_image(luma_warped, (size, size)), register=False)
+        moved = warp_image(source, displacement)
+        fused_w, _ = _run_network(model, fixed_w, resize_image(moved[:, :1], (size, size)), register=False)
+    if moved is None and (with_warped or ycbcr is not None):
+        moved = warp_image(source, displacement)
     warped = None
-    if with_warped:
-        warped = luma_warped if luma_warped is not None and ycbcr is None else warp_image(moving, displacement)
-        warped = warped.float().cpu()
+    if with_warped and ycbcr is None:
+        warped = moved.float().cpu()
+    elif with_warped:  # in RGB: the published Y, Cb, Cr conversions are not each other's inverse
+        warped = (warp_image(moving, displacement) if register else moving).float().cpu()
     fused = resize_image(fused_w, shape).clamp(0, 1)
     if ycbcr is not None:
-        chroma = warp_image(ycbcr[:, 1:], displacement)
-        fused = ycbcr_to_rgb(torch.cat((fused, chroma), dim=1)).clamp(0, 1)
+        fused = ycbcr_to_rgb(torch.cat((fused, moved[:, 1:]), dim=1)).clamp(0, 1)
     return BatchFusion(fused=fused.float().cpu(), warped=warped, displacement=displacement.float().cpu())
 
 

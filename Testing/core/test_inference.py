@@ -182,7 +182,8 @@ def test_weights_that_do_not_register_skip_the_registration_net_with_the_same_re
     assert not calls
     assert not full.displacement.any() and not fast.displacement.any()
     np.testing.assert_allclose(fast.fused, full.fused, atol=1e-6)
-    np.testing.assert_array_equal(fast.warped, full.warped)
+    np.testing.assert_allclose(fast.warped, full.warped, atol=1e-6)  # a zero-flow warp rounds a little
+    np.testing.assert_array_equal(fast.warped, ct)  # unregistered: the moving image as given, not resampled
 
 
 def test_a_registration_size_of_its_own_registers_there_and_fuses_the_warped_pair(random_net):
