@@ -1,15 +1,16 @@
 """Does a model register the built-in phantom, and does it still fuse it?
 
-The phantom's known deformations (``example_pair(size, seed)``; seed 0 is the demo's pair) are
-anatomy no training run has seen: they show how far a registration carries beyond the training
-heads. For each seed: the endpoint error of the predicted displacement against the exact inverse of
-the known field and the NCC of the warped CT against the aligned CT, each beside no registration;
+The phantom's known deformations (``example_pair(size, seed, modality)``; seed 0 is the demo's pair)
+are anatomy no training run has seen: they show how far a registration carries beyond the training
+heads. The moving phantom has the model's modality (CT, PET or SPECT contrast; ``--modality`` for a
+checkpoint). For each seed: the endpoint error of the predicted displacement against the exact inverse
+of the known field and the NCC of the warped image against the aligned one, each beside no registration;
 then, on the aligned phantom, the displacement the model predicts where none is needed (mean and
 largest, px) and its fusion against the plain average (the five metrics), the check that the fusion
 is intact.
 
     python Testing/registration_phantom.py CT                      # shipped weights
-    python Testing/registration_phantom.py RUN_DIR/best.pt --size 256   # a training checkpoint
+    python Testing/registration_phantom.py RUN_DIR/best.pt --size 256 --modality PET   # a training checkpoint
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from BSAFusionCore.metrics import fusion_metrics
 from BSAFusionCore.metrics.registration import ncc
 from BSAFusionCore.model import FusionModel, model_from_network
 from BSAFusionCore.network import BSAFusionNet
+from BSAFusionCore.options import MODALITIES
 from BSAFusionCore.training.trainer import checkpoint_weights, load_checkpoint
 
 
@@ -41,11 +43,13 @@ def load(source: str, size: int) -> FusionModel:
     return bf.load_model(source, device="cpu")
 
 
-def phantom_figures(model: FusionModel, size: int, seeds: list[int]) -> dict:
+def phantom_figures(model: FusionModel, size: int, seeds: list[int], modality: str | None = None) -> dict:
+    """The figures above; the moving phantom in ``modality`` (default: the model's, else CT)."""
+    modality = modality or model.modality or "CT"
     rows = []
-    aligned = head_phantom(size, "CT")
+    aligned = head_phantom(size, modality)
     for seed in seeds:
-        mri, moving, displacement = example_pair(size, seed)
+        mri, moving, displacement = example_pair(size, seed, modality)
         field = torch.from_numpy(displacement).permute(2, 0, 1)[None]
         truth = invert_displacement(field)[0].permute(1, 2, 0).numpy()
         result = bf.fuse_images(mri, moving, model)
@@ -71,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="weights, CT/PET/SPECT, or a training checkpoint (.pt)")
     parser.add_argument("--size", type=int, default=256, help="phantom size (and a checkpoint's working size)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--modality", choices=MODALITIES, help="the moving phantom's contrast (default: the model's)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    print(json.dumps(phantom_figures(load(args.model, args.size), args.size, args.seeds), indent=1))
+    figures = phantom_figures(load(args.model, args.size), args.size, args.seeds, args.modality)
+    print(json.dumps(figures, indent=1))
     return 0
 
 

@@ -118,6 +118,22 @@ def test_example_deformation_is_the_documented_warp():
     _, ct, displacement = example_pair(64)
     assert np.array_equal(ct, deform(head_phantom(64, "CT"), displacement))
     assert 0.3 < np.abs(displacement).mean() < 3
+    _, pet, same = example_pair(64, modality="PET")
+    assert np.array_equal(same, displacement) and np.array_equal(pet, deform(head_phantom(64, "PET"), displacement))
+
+
+def test_the_phantom_has_each_modalitys_contrast():
+    """Down the middle column at 128 px: skull (row 120), grey matter (row 108), white matter (row 83)."""
+    image = {m: head_phantom(128, m) for m in ("MRI", "CT", "PET", "SPECT")}
+    skull, grey, white = 120, 108, 83
+    assert image["CT"][skull, 64] > 0.9 and image["MRI"][skull, 64] < 0.3  # bone: bright in CT, dark in MRI
+    assert image["MRI"][white, 64] > image["MRI"][grey, 64]  # T1: white matter brighter than grey
+    assert np.abs(np.diff(image["CT"], axis=0)).max() > 0.5  # sharp edges
+    for nuclear in ("PET", "SPECT"):
+        column = image[nuclear][:, 64]
+        assert column[grey] > column[white] + 0.2 and column[skull] < column[grey] - 0.3  # uptake in the cortex
+        assert np.abs(np.diff(image[nuclear], axis=0)).max() < 0.3  # blurred: no sharp edges (CT 1.0, MRI 0.75)
+
 
 def _turned(image: np.ndarray, degrees: float, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """``image`` moved rigidly about its centre, and the true displacement (H, W, 2) that undoes it."""

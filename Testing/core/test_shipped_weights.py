@@ -47,14 +47,14 @@ def test_shipped_ct_weights_fuse_an_aligned_pair_better_than_the_average() -> No
 
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_shipped_weights_register_the_example_or_say_they_do_not(modality: str) -> None:
-    """Weights that say they register undo known deformations of the built-in phantom (three seeds, as
-    ``Testing/registration_phantom.py``) better than no registration, on average; the others give exactly
-    zero displacement, as their metadata says."""
+    """Weights that say they register undo known deformations of the built-in phantom in their modality
+    (three seeds, as ``Testing/registration_phantom.py``) better than no registration, on average; the others
+    give exactly zero displacement, as their metadata says."""
     model = bf.load_model(modality, device="cpu")
-    aligned = head_phantom(256, "CT")
+    aligned = head_phantom(256, modality)
     errors, errors_none, similarity, similarity_none = [], [], [], []
     for seed in (0, 1, 2):
-        mri, moving, displacement = example_pair(256, seed)
+        mri, moving, displacement = example_pair(256, seed, modality)
         result = bf.fuse_images(mri, moving, model)
         if not model.registers:
             assert not result.displacement.any()
