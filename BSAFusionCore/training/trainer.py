@@ -633,7 +633,13 @@ class Trainer:
                 if stop or (config.checkpoint_every and state.global_step % config.checkpoint_every == 0):
                     state.elapsed_s += time.perf_counter() - started
                     started = time.perf_counter()
-                    self.save(best=out_of_time and self._validate())
+                    validated = out_of_time and self.validation is not None
+                    best = validated and self._validate()
+                    if out_of_time and self.dist.main:  # the part epoch's row; the whole epoch's replaces it on resume
+                        means = {name: total / max(state.count, 1) for name, total in state.sums.items()}
+                        rate = samples_done * self.dist.world / max(time.perf_counter() - epoch_started, 1e-9)
+                        self._log(self._row(rate, means, state.epoch + 1, validated))
+                    self.save(best=best)
                 if stop:
                     bar.close()
                     return state
@@ -663,19 +669,25 @@ class Trainer:
         self.net.reload_discriminator()
         state.epoch += 1
         state.step_in_epoch, state.sums, state.count = 0, {}, 0
+        due = config.val_every and (state.epoch % config.val_every == 0 or state.epoch == config.epochs)
+        validated = bool(due) and self.validation is not None
+        improved = validated and self._validate()
+        if self.dist.main:
+            self._log(self._row(samples_per_s, means, state.epoch, validated))
+        self.save(best=improved)
+
+    def _row(self, samples_per_s: float, means: dict[str, float], epoch: int, validated: bool) -> dict[str, float]:
+        """A row of ``log.csv``: ``epoch`` (the one under way when a time limit stops it mid-way), the loss
+        means and, when ``validated``, the figures of the validation just made."""
+        state = self.state
         row: dict[str, float] = {
-            "epoch": state.epoch, "step": state.global_step, "lr": self.scheduler.get_last_lr()[0],
+            "epoch": epoch, "step": state.global_step, "lr": self.scheduler.get_last_lr()[0],
             "mu": state.mu, "samples_per_s": samples_per_s, "elapsed_s": state.elapsed_s,
         }
         row.update({f"loss_{n}": v for n, v in means.items()})
-        improved = False
-        due = config.val_every and (state.epoch % config.val_every == 0 or state.epoch == config.epochs)
-        if due:
-            improved = self._validate()
+        if validated:
             row.update({f"val_{n}": v for n, v in state.validation.items()})
-        if self.dist.main:
-            self._log(row)
-        self.save(best=improved)
+        return row
 
     def _validate(self) -> bool:
         """Validate now (main process, when there is a validation set); whether it is the best so far."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from BSAFusionCore.training.losses import registration_stage_loss, teacher_loss
 from BSAFusionCore.training.trainer import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
+    LOG_CSV,
     TrainConfig,
     Trainer,
     checkpoint_weights,
@@ -221,9 +223,13 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path: Path) 
     assert [point["step"] for point in state.curve] == [1]  # validated before stopping: the export has figures
     assert load_checkpoint(tmp_path / LAST_CHECKPOINT)["state"]["global_step"] == 1
     assert load_checkpoint(tmp_path / BEST_CHECKPOINT)["state"]["global_step"] == 1
+    rows = list(csv.DictReader((tmp_path / LOG_CSV).open()))  # the stop's validation is a row (of epoch 1, part done)
+    assert [(r["epoch"], r["step"]) for r in rows] == [("1", "1")] and float(rows[0]["val_epe"]) > 0
     second = Trainer(_config(tmp_path, epochs=2), train, val)
     second.resume()
     assert second.run().global_step == 4 and second.finished
+    rows = list(csv.DictReader((tmp_path / LOG_CSV).open()))  # the whole epoch's row replaces the part's
+    assert [(r["epoch"], r["step"]) for r in rows] == [("1", "2"), ("2", "4")]
 
 
 def test_moving_average_of_the_weights_is_validated_kept_and_resumed(tmp_path: Path) -> None:
