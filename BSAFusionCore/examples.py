@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from .errors import InputError
 from .network import warp_image
 
 # (centre y, centre x, radius y, radius x), then the value per modality (MRI T1-like, CT-like, PET-like uptake,
@@ -29,6 +30,8 @@ _BLUR = {"PET": 1 / 96, "SPECT": 1 / 64}  # the nuclear images' resolution: Gaus
 
 def head_phantom(size: int = 256, modality: str = "MRI") -> np.ndarray:
     """A (size, size) float32 head-like image in [0, 1] with MRI-, CT-, PET- or SPECT-like contrast."""
+    if modality.upper() not in _COLUMN:
+        raise InputError(f"no phantom for modality {modality!r}; choose one of {', '.join(_COLUMN)}")
     column = _COLUMN[modality.upper()]
     y, x = np.mgrid[-1:1:complex(size), -1:1:complex(size)]
     image = np.zeros((size, size), np.float32)
