@@ -30,17 +30,17 @@ _BLUR = {"PET": 1 / 96, "SPECT": 1 / 64}  # the nuclear images' resolution: Gaus
 
 def head_phantom(size: int = 256, modality: str = "MRI") -> np.ndarray:
     """A (size, size) float32 head-like image in [0, 1] with MRI-, CT-, PET- or SPECT-like contrast."""
-    if modality.upper() not in _COLUMN:
+    name = modality.upper()
+    if name not in _COLUMN:
         raise InputError(f"no phantom for modality {modality!r}; choose one of {', '.join(_COLUMN)}")
-    column = _COLUMN[modality.upper()]
     y, x = np.mgrid[-1:1:complex(size), -1:1:complex(size)]
     image = np.zeros((size, size), np.float32)
     for structure in _STRUCTURES:
         cy, cx, ry, rx = structure[:4]
-        image[((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0] = structure[column]
-    if modality.upper() in _BLUR:
-        image = gaussian_filter(image, sigma=size * _BLUR[modality.upper()])
-    texture = 0.03 * np.sin(23 * x) * np.cos(17 * y) if column == 4 else 0.0
+        image[((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0] = structure[_COLUMN[name]]
+    if name in _BLUR:
+        image = gaussian_filter(image, sigma=size * _BLUR[name])
+    texture = 0.03 * np.sin(23 * x) * np.cos(17 * y) if name == "MRI" else 0.0
     return np.clip(image + texture * (image > 0.3), 0, 1).astype(np.float32)
 
 

@@ -633,20 +633,24 @@ class Trainer:
                 if stop or (config.checkpoint_every and state.global_step % config.checkpoint_every == 0):
                     state.elapsed_s += time.perf_counter() - started
                     started = time.perf_counter()
+                    samples_per_s = self._samples_per_s(samples_done, epoch_started)  # before validating, as _end_epoch
                     validated = out_of_time and self.validation is not None
                     best = validated and self._validate()
                     if out_of_time and self.dist.main:  # the part epoch's row; the whole epoch's replaces it on resume
                         means = {name: total / max(state.count, 1) for name, total in state.sums.items()}
-                        rate = samples_done * self.dist.world / max(time.perf_counter() - epoch_started, 1e-9)
-                        self._log(self._row(rate, means, state.epoch + 1, validated))
+                        self._log(self._row(samples_per_s, means, state.epoch + 1, validated))
                     self.save(best=best)
                 if stop:
                     bar.close()
                     return state
             bar.close()
             state.elapsed_s += time.perf_counter() - started
-            self._end_epoch(samples_done * self.dist.world / max(time.perf_counter() - epoch_started, 1e-9))
+            self._end_epoch(self._samples_per_s(samples_done, epoch_started))
         return state
+
+    def _samples_per_s(self, samples: int, since: float) -> float:
+        """Training speed of this epoch so far (``samples`` per process since ``since``), every process together."""
+        return samples * self.dist.world / max(time.perf_counter() - since, 1e-9)
 
     @property
     def validated_net(self) -> BSAFusionNet:
