@@ -79,7 +79,8 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     The network runs at ``model.image_size``; results come back at the input size, with the
     displacement in the input's pixels. Weights whose ``registration_size`` differs from their
     ``image_size`` run in two passes: the displacement at ``registration_size``, then the fusion at
-    ``image_size`` of the fixed image and the moving image warped by it (the fusion with zero flow).
+    ``image_size`` of the fixed image and the moving image warped by it (the fusion with zero flow);
+    so do weights whose fusion pass has its own network (``model.fusion_net``).
     ``zero_displacement=True`` fuses without registering; weights that do not register
     (``model.registers`` False) always take that path, which skips the registration net and gives the
     same result. ``with_warped=False`` skips returning the warped moving image (for callers that warp it
@@ -98,7 +99,7 @@ def _run_network(model: FusionModel, fixed: Tensor, moving: Tensor, *, fuse: boo
                                        strict=True):
         with model.autocast():
             if not register:
-                fused_parts.append(model.engine.fuse_aligned(fixed_part, moving_part))
+                fused_parts.append(model.fusion_engine.fuse_aligned(fixed_part, moving_part))
                 continue
             out = model.engine(fixed_part, moving_part, with_discriminator=False, with_fusion=fuse)
             flow_parts.append(out.flow)
@@ -125,7 +126,7 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
         fused_w, _ = _run_network(model, fixed_w, resize_image(source[:, :1], (size, size)), register=False)
         displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
         moved = source
-    elif registration_size == size:
+    elif not model.two_passes:
         fused_w, flow = _run_network(model, fixed_w, resize_image(source[:, :1], (size, size)))
         displacement = resize_flow(flow, shape)
     else:

@@ -25,14 +25,18 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class FusionModel:
-    """A loaded network on a device, ready for :func:`fuse_batch`."""
+    """A loaded network on a device, ready for :func:`fuse_batch`; ``fusion_net``: the fusion pass's own
+    network, for weights whose registration and fusion were trained apart (see :mod:`.weights`)."""
 
     net: BSAFusionNet
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     precision: str = "auto"
+    fusion_net: BSAFusionNet | None = None
     engine: BSAFusionNet = field(init=False, repr=False)
+    fusion_engine: BSAFusionNet = field(init=False, repr=False)
+    """What fuses a registered pair: the inference form of ``fusion_net``, else the engine itself."""
 
     def __post_init__(self) -> None:
         if self.precision not in (*PRECISIONS, "auto"):
@@ -44,6 +48,10 @@ class FusionModel:
                                    f"working size (a multiple of {SIZE_MULTIPLE}, >= {MIN_SIZE}); the file is damaged")
         self.net = self.net.to(self.device).eval()
         self.engine = fold_for_inference(self.net).to(self.device)
+        self.fusion_engine = self.engine
+        if self.fusion_net is not None:
+            self.fusion_net = self.fusion_net.to(self.device).eval()
+            self.fusion_engine = fold_for_inference(self.fusion_net).to(self.device)
         if self.precision == "auto":
             self.precision = "fp32"
             if self.device.type == "cuda" and mixed_precision_agrees(self, "bf16"):
@@ -68,6 +76,12 @@ class FusionModel:
         """The resolution the displacement is predicted at: ``image_size`` unless the weights record
         another (ours trained registration at 128 px and fuse best at 256 px; see :func:`fuse_batch`)."""
         return int(self.metadata.get("registration_size") or self.image_size)
+
+    @property
+    def two_passes(self) -> bool:
+        """Whether :func:`fuse_batch` registers, then fuses the registered pair in a second pass: weights
+        that register at another size than they fuse at, or whose fusion pass has its own network."""
+        return self.registration_size != self.image_size or self.fusion_net is not None
 
     @property
     def network_batch(self) -> int:
@@ -100,14 +114,14 @@ def mixed_precision_agrees(model: FusionModel, precision: str, *, fused_toleranc
         mri, ct, _ = example_pair(size)
         return torch.from_numpy(mri)[None, None].to(model.device), torch.from_numpy(ct)[None, None].to(model.device)
 
-    one_pass = model.registration_size == model.image_size
+    one_pass = not model.two_passes
     flow_pair = pair(model.registration_size)
     fuse_pair = flow_pair if one_pass else pair(model.image_size)
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
         """(fused, flow): one engine call when the sizes agree."""
         out = model.engine(*flow_pair, with_discriminator=False, with_fusion=one_pass)
-        fused = out.fused if one_pass else model.engine.fuse_aligned(*fuse_pair)
+        fused = out.fused if one_pass else model.fusion_engine.fuse_aligned(*fuse_pair)
         return fused.float(), out.flow.float()
 
     with torch.inference_mode():
@@ -182,8 +196,9 @@ def load_model(source: str | Path, device: str | torch.device | None = None,
     key = (str(path.resolve()), path.stat().st_mtime, str(target), precision)
     with _cache_lock:
         if key not in _cache:
-            net, meta = load_network(path)
-            _cache[key] = FusionModel(net, target, meta, source=str(path), precision=precision)
+            net, meta, fusion_net = load_network(path)
+            _cache[key] = FusionModel(net, target, meta, source=str(path), precision=precision,
+                                      fusion_net=fusion_net)
             log.info("loaded %s on %s", path, target)
             if not _cache[key].registers:
                 log.warning("%s: the registration of these weights was not trained (zero displacement); they "

@@ -3,6 +3,12 @@
 Nothing here executes code from a file: safetensors holds raw tensors, and the authors'
 checkpoints are read with ``torch.load(weights_only=True)``. Every file is checked before use
 (format, version, every expected tensor with its shape, finite values, the recorded sha256).
+
+A file may also hold ``fusion_features.*``: an encoder and token classifier of the fusion pass's own
+(:data:`FUSION_FEATURES`). Such weights register with the network's encoder, Transfer and BSFA net, then
+fuse the registered pair with the file's fusion net reading those features: the two passes of
+:func:`~BSAFusionCore.inference.fuse_batch` were trained apart (registration and fusion want different
+encoders; docs/training.md).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -28,6 +34,18 @@ log = logging.getLogger(__name__)
 
 FORMAT = "bsafusion-weights"
 FORMAT_VERSION = 1
+FUSION_FEATURES = "fusion_features."
+"""Key prefix of the fusion pass's own encoder and token classifier (:data:`FUSION_FEATURE_PARTS`)."""
+FUSION_FEATURE_PARTS = ("encoder.", "transfer.classifier.")
+
+
+class LoadedNetwork(NamedTuple):
+    """A weights file's network, metadata, and the fusion pass's network where the file has its own
+    features for it (else None: the network fuses too)."""
+
+    net: BSAFusionNet
+    metadata: dict[str, Any]
+    fusion_net: BSAFusionNet | None
 
 
 def tensors_sha256(state: dict[str, Tensor]) -> str:
@@ -41,10 +59,20 @@ def tensors_sha256(state: dict[str, Tensor]) -> str:
 
 
 def save_weights(path: str | Path, net: BSAFusionNet, metadata: dict[str, Any] | None = None,
-                 dtype: torch.dtype = torch.float16) -> dict[str, Any]:
-    """Write ``net`` as safetensors with our metadata in its header; returns that metadata."""
+                 dtype: torch.dtype = torch.float16, fusion_net: BSAFusionNet | None = None) -> dict[str, Any]:
+    """Write ``net`` as safetensors with our metadata in its header; returns that metadata.
+
+    ``fusion_net``: the network of the fusion pass, when it is another than ``net``: its fusion net
+    replaces ``net``'s in the file and its encoder and classifier are stored as ``fusion_features.*``.
+    """
     path = Path(path)
-    state = {name: t.detach().to("cpu", dtype).contiguous() for name, t in net.state_dict().items()}
+    state = net.state_dict()
+    if fusion_net is not None:
+        fusion_state = fusion_net.state_dict()
+        state = {**state, **{name: t for name, t in fusion_state.items() if name.startswith("fusion_net.")},
+                 **{FUSION_FEATURES + name: t for name, t in fusion_state.items()
+                    if name.startswith(FUSION_FEATURE_PARTS)}}
+    state = {name: t.detach().to("cpu", dtype).contiguous() for name, t in state.items()}
     meta = {**(metadata or {}), "format": FORMAT, "format_version": FORMAT_VERSION,
             "dtype": str(dtype).removeprefix("torch."), "sha256": tensors_sha256(state)}
     modality = meta.get("modality")
@@ -59,9 +87,17 @@ def _expected_shapes() -> dict[str, torch.Size]:
     return {name: t.shape for name, t in BSAFusionNet().state_dict().items()}
 
 
+def _fusion_feature_shapes() -> dict[str, torch.Size]:
+    return {FUSION_FEATURES + name: shape for name, shape in _expected_shapes().items()
+            if name.startswith(FUSION_FEATURE_PARTS)}
+
+
 def check_state(state: dict[str, Tensor], source: str | Path) -> None:
-    """Every tensor of the network present with its shape, nothing extra, all finite."""
+    """Every tensor of the network present with its shape, nothing extra, all finite; the fusion pass's
+    own features (``fusion_features.*``) either complete or absent."""
     expected = _expected_shapes()
+    if any(name.startswith(FUSION_FEATURES) for name in state):
+        expected.update(_fusion_feature_shapes())
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
@@ -147,17 +183,25 @@ def read_reference_checkpoint(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
-def load_network(path: str | Path) -> tuple[BSAFusionNet, dict[str, Any]]:
-    """A float32 network in eval mode from our weights or an authors' checkpoint."""
+def load_network(path: str | Path) -> LoadedNetwork:
+    """Float32 networks in eval mode from our weights or an authors' checkpoint (see :class:`LoadedNetwork`)."""
     path = Path(path)
     if _file_kind(path) == "torch":
         state = read_reference_checkpoint(path)
         meta: dict[str, Any] = {"source": "authors-checkpoint", "file": path.name, "image_size": 256}
     else:
         state, meta = read_weights(path)
+    state = {name: t.float() for name, t in state.items()}
+    features = {name.removeprefix(FUSION_FEATURES): state.pop(name) for name in list(state)
+                if name.startswith(FUSION_FEATURES)}
     net = BSAFusionNet()
-    net.load_state_dict({name: t.float() for name, t in state.items()}, strict=True)
-    return net.eval(), meta
+    net.load_state_dict(state, strict=True)
+    fusion_net = None
+    if features:
+        fusion_net = BSAFusionNet()
+        fusion_net.load_state_dict({**state, **features}, strict=True)
+        fusion_net.eval()
+    return LoadedNetwork(net.eval(), meta, fusion_net)
 
 
 def import_reference(source: str | Path, destination: str | Path, *, modality: str | None = None,

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     start_weights = args.init or (args.teacher if bridge else None)
     earlier: list[dict] = []
     if start_weights:
-        net, start_meta = load_network(start_weights)
+        net, start_meta = load_network(start_weights)[:2]
         net.train()
         earlier = recorded_stages(start_meta)
     else:

@@ -71,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--export-size", type=int, metavar="N",
         help="with --export: the working resolution the weights record for inference (default: the training size)",
     )
+    run.add_argument(
+        "--fusion-from", metavar="WEIGHTS",
+        help="with --export of a registration run: fuse the registered pair with these weights' fusion (a file or "
+        "CT/PET/SPECT; their encoder, classifier and fusion net go into the file; the working size becomes theirs)",
+    )
     run.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: the GPU of this process, else CPU)")
     run.add_argument(
         "--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
@@ -240,10 +245,13 @@ def _initial_state(source: str):
     from ..training.export import recorded_stages
 
     start = load_model(source, device="cpu")
+    if start.fusion_net is not None:
+        log.warning("%s fuses with a network of its own, which training does not carry on: the run starts from "
+                    "its registration network", source)
     return start.net.state_dict(), start.registers, recorded_stages(start.metadata)
 
 
-def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int:
+def _export(run_dir: Path, output: Path, working_size: int | None = None, fusion_from: str | None = None) -> int:
     from ..training.export import export_checkpoint
     from ..training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT
 
@@ -252,14 +260,18 @@ def _export(run_dir: Path, output: Path, working_size: int | None = None) -> int
         checkpoint = run_dir / LAST_CHECKPOINT
     if not checkpoint.is_file():
         raise InputError(f"{run_dir} has no checkpoint to export")
-    weights, card = export_checkpoint(checkpoint, output, working_size)
+    weights, card = export_checkpoint(checkpoint, output, working_size, fusion_from)
     log.info("exported %s to %s and %s", checkpoint, weights, card)
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
+    export_only = (("--export-size", args.export_size), ("--fusion-from", args.fusion_from))
+    given = [flag for flag, value in export_only if value]
+    if given and not args.export:
+        raise InputError(f"{' and '.join(given)} go with --export WEIGHTS (they shape the exported file)")
     if args.export:
-        return _export(args.run_dir, args.export, args.export_size)
+        return _export(args.run_dir, args.export, args.export_size, args.fusion_from)
     from ..training.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, load_checkpoint
 
     last = args.run_dir / LAST_CHECKPOINT

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import InputError
 from ..files import atomic_output
 from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
 from ..network import BSAFusionNet
 from ..weights import save_weights
 from .trainer import TrainConfig, TrainState, check_working_size, checkpoint_weights, load_checkpoint
+
+if TYPE_CHECKING:
+    from ..model import FusionModel
 
 _FIGURES = (
     ("ssim", "SSIM warped vs label (higher is better)"),
@@ -291,18 +296,70 @@ def _curve_lines(curve: list[dict], title: str) -> list[str]:
     return lines
 
 
-def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | None = None) -> tuple[Path, Path]:
-    """Write ``output`` (fp16 safetensors) and ``output`` with suffix ``.md`` (the model card)."""
+def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | None = None,
+                      fusion_from: str | Path | None = None) -> tuple[Path, Path]:
+    """Write ``output`` (fp16 safetensors) and ``output`` with suffix ``.md`` (the model card).
+
+    ``fusion_from``: weights (a file or a bundled name) whose fusion the exported weights use for the
+    registered pair: their encoder, token classifier and fusion net (see :mod:`..weights`). The run must
+    register; the working size is then theirs unless ``working_size`` is given.
+    """
     checkpoint = load_checkpoint(Path(checkpoint_path))
     config, state = TrainConfig.from_dict(checkpoint["config"]), TrainState(**checkpoint["state"])
     net = BSAFusionNet()
     net.load_state_dict(checkpoint_weights(checkpoint))
+    fusion = _fusion_source(fusion_from, config) if fusion_from is not None else None
+    if fusion is not None and working_size is None:
+        working_size = fusion.image_size
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if working_size is not None:
         check_working_size(working_size, "the working size")
-    save_weights(output, net, export_metadata(config, state, working_size), dtype=torch.float16)
-    card = output.with_suffix(".md")
-    with atomic_output(card) as tmp:
-        tmp.write_text(model_card(config, state, output.name, working_size), encoding="utf-8")
-    return output, card
+    metadata = export_metadata(config, state, working_size)
+    card = model_card(config, state, output.name, working_size)
+    if fusion is not None:
+        metadata["fusion_features"] = {"weights": Path(fusion.source).name, "sha256": fusion.metadata.get("sha256"),
+                                       "image_size": fusion.image_size, "stages": recorded_stages(fusion.metadata)}
+        card += _fusion_card(fusion, config, working_size)
+    save_weights(output, net, metadata, dtype=torch.float16,
+                 fusion_net=None if fusion is None else fusion.fusion_net or fusion.net)
+    card_path = output.with_suffix(".md")
+    with atomic_output(card_path) as tmp:
+        tmp.write_text(card, encoding="utf-8")
+    return output, card_path
+
+
+def _fusion_source(source: str | Path, config: TrainConfig) -> FusionModel:
+    """The weights whose fusion an export takes, checked against the run."""
+    from ..model import load_model
+
+    if not registers(config):
+        raise InputError("this run does not register: its weights fuse by themselves, there is nothing to combine "
+                         "with another fusion (--fusion-from is for registration runs)")
+    fusion = load_model(source, device="cpu")
+    if fusion.modality is not None and fusion.modality != config.modality:
+        raise InputError(f"{source} fuses {fusion.modality}-MRI, this run registers {config.modality}-MRI: "
+                         f"give weights for {config.modality}")
+    return fusion
+
+
+def _fusion_card(fusion: FusionModel, config: TrainConfig, working_size: int) -> str:
+    """The model card's section on a fusion taken from other weights, with their own card when it exists."""
+    source = Path(fusion.source)
+    lines = [
+        "",
+        f"## The fusion: from `{source.name}`",
+        "",
+        f"These weights register with the network above at {config.image_size}x{config.image_size}, then fuse the "
+        f"fixed image and the moving image warped by its displacement at {working_size}x{working_size} with the "
+        f"encoder, token classifier and fusion net of `{source.name}` (sha256 of its tensors "
+        f"`{fusion.metadata.get('sha256', 'not recorded')}`), trained apart from this registration. The file holds "
+        "them as its fusion net and `fusion_features.*`; with zero displacement (fuse only) they fuse exactly as "
+        f"`{source.name}` does.",
+    ]
+    theirs = source.with_suffix(".md")
+    if theirs.is_file():
+        body = theirs.read_text(encoding="utf-8").splitlines()[1:]  # their title is replaced by this section's
+        lines += ["", "Its model card (headings one level down):", "",
+                  *[f"#{line}" if line.startswith("#") else line for line in body]]
+    return "\n".join(lines) + "\n"

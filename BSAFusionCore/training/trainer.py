@@ -438,7 +438,7 @@ class Trainer:
                 f"the fusion teacher {self.config.fusion_teacher} fuses {teacher.modality}-MRI, this run trains "
                 f"{self.config.modality}-MRI"
             )
-        return teacher.engine.requires_grad_(False).eval()
+        return teacher.fusion_engine.requires_grad_(False).eval()
 
     def _frozen_modules(self) -> list[nn.Module]:
         """What the stage keeps as it starts (in eval mode while training, see :meth:`_set_modes`).

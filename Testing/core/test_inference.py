@@ -222,6 +222,26 @@ def test_a_registration_size_of_its_own_registers_there_and_fuses_the_warped_pai
     torch.testing.assert_close(out.fused, aligned.fused)
 
 
+def test_a_fusion_pass_of_its_own_fuses_what_the_network_registered(random_net):
+    """Weights with their own fusion network: the displacement of the network, then the fusion network's
+    fusion (zero flow) of the fixed and the warped moving image, also at one size; fuse only: that fusion alone."""
+    mri, ct, _ = example_pair(64)
+    fixed, moving = torch.from_numpy(mri)[None, None], torch.from_numpy(ct)[None, None]
+    torch.manual_seed(1)
+    fusion = BSAFusionNet().eval()
+    model = bf.FusionModel(random_net, torch.device("cpu"), {"image_size": 64}, fusion_net=fusion)
+    assert model.two_passes
+    out = fuse_batch(model, fixed, moving)
+    alone = fuse_batch(bf.model_from_network(random_net, "cpu", {"image_size": 64}), fixed, moving)
+    torch.testing.assert_close(out.displacement, alone.displacement)
+    fuser = bf.model_from_network(fusion, "cpu", {"image_size": 64})
+    torch.testing.assert_close(out.fused, fuse_batch(fuser, fixed, out.warped, zero_displacement=True).fused)
+    assert not torch.allclose(out.fused, alone.fused, atol=1e-3)
+    torch.testing.assert_close(fuse_batch(model, fixed, moving, zero_displacement=True).fused,
+                               fuse_batch(fuser, fixed, moving, zero_displacement=True).fused)
+    assert mixed_precision_agrees(model, "fp32", fused_tolerance=0, displacement_tolerance=0)
+
+
 @pytest.mark.parametrize("metadata", [{"image_size": 50}, {"registration_size": 8}, {"image_size": "256"}])
 def test_damaged_working_sizes_are_named(random_net, metadata):
     with pytest.raises(bf.WeightsError, match="not a working size"):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import BSAFusionCore as bf
-from BSAFusionCore.weights import read_weights, save_weights
+from BSAFusionCore.network import BSAFusionNet
+from BSAFusionCore.weights import load_network, read_weights, save_weights, tensors_sha256
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +65,6 @@ def test_other_files_are_refused(tmp_path):
     torch.save({"model": {"w": torch.zeros(2)}}, other)
     with pytest.raises(bf.WeightsError, match="not a BSAFusion checkpoint"):
         bf.load_model(other)
-    from safetensors.torch import save_file
-
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))
     with pytest.raises(bf.WeightsError, match="without BSAFusion metadata"):
@@ -113,3 +114,36 @@ def test_authors_checkpoint_loads_directly(random_net, tmp_path):
     model = bf.load_model(path, device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(model.net.state_dict().values(),
                                                    random_net.state_dict().values(), strict=True))
+
+
+def _other_net() -> BSAFusionNet:
+    torch.manual_seed(1)
+    return BSAFusionNet().eval()
+
+
+def test_a_fusion_pass_of_its_own_round_trips(random_net, tmp_path):
+    """The fusion pass's encoder, classifier and fusion net are stored; the registration network keeps the rest."""
+    fusion = _other_net()
+    path = tmp_path / "two.safetensors"
+    save_weights(path, random_net, {"modality": "PET", "image_size": 64}, fusion_net=fusion)
+    loaded = load_network(path)
+    for name, tensor in loaded.net.state_dict().items():
+        source = fusion if name.startswith("fusion_net.") else random_net
+        assert torch.equal(tensor, source.state_dict()[name].half().float()), name
+    for name, tensor in loaded.fusion_net.state_dict().items():
+        source = random_net if name.startswith(("transfer.transfer.", "transfer.modal_dis.", "reg_net.")) else fusion
+        assert torch.equal(tensor, source.state_dict()[name].half().float()), name
+    plain = tmp_path / "one.safetensors"
+    save_weights(plain, random_net, {"image_size": 64})
+    assert load_network(plain).fusion_net is None
+
+
+def test_an_incomplete_fusion_pass_is_refused(random_net, tmp_path):
+    path = tmp_path / "two.safetensors"
+    save_weights(path, random_net, {"image_size": 64}, fusion_net=_other_net())
+    state, meta = read_weights(path)
+    del state["fusion_features.encoder.rb1.mlp.weight"]
+    broken = tmp_path / "broken.safetensors"
+    save_file(state, str(broken), metadata={"bsafusion": json.dumps({**meta, "sha256": tensors_sha256(state)})})
+    with pytest.raises(bf.WeightsError, match=r"1 tensors missing \(e.g. \['fusion_features.encoder"):
+        bf.load_model(broken)

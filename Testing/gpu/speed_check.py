@@ -59,7 +59,7 @@ def fixture_check(device: torch.device) -> dict:
     if not FIXTURE.is_dir():
         return {"skipped": f"{FIXTURE} is absent"}
     expected = np.load(FIXTURE / "expected.npz")
-    net, _ = load_network(FIXTURE / "reference_checkpoint.pkl")
+    net = load_network(FIXTURE / "reference_checkpoint.pkl").net
     net = net.to(device).eval()
     fixed, moving = (torch.from_numpy(expected[k]).to(device) for k in ("fixed", "moving"))
     flow = expected["flow"]

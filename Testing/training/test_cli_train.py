@@ -14,9 +14,10 @@ from training_phantoms import phantom_pair, write_aanlib
 from BSAFusionCore.cli import main
 from BSAFusionCore.inference import fuse_images
 from BSAFusionCore.model import load_model
+from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.training.export import recorded_stages
 from BSAFusionCore.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, load_checkpoint
-from BSAFusionCore.weights import read_weights
+from BSAFusionCore.weights import read_weights, save_weights
 
 TINY = ["--image-size", "32", "--batch-size", "2", "--val-fraction", "0.5", "--val-every", "1", "--val-size", "48"]
 
@@ -139,6 +140,23 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     assert stages[0]["curve"] and stages[0]["curve"][-1]["step"] == 2 and stages[1]["init_weights"].endswith("best.pt")
     assert "## Stages" in card and "Learning curve of stage 1, registration" in card
     assert "Learning curve of stage 2, fusion (this stage)" in card
+    # the registration exported with the fusion of other weights: their encoder, classifier and fusion net
+    fusion_weights = tmp_path / "fusion" / "BSAFusion_CT.safetensors"
+    combined = tmp_path / "combined" / "BSAFusion_CT.safetensors"
+    export = ["train", "--run-dir", str(registration), "--export", str(combined)]
+    assert main([*export, "--fusion-from", str(fusion_weights)]) == 0
+    model, source = load_model(combined, device="cpu"), load_model(fusion_weights, device="cpu")
+    assert model.fusion_net is not None and model.two_passes and model.registration_size == 32
+    for name, tensor in source.net.state_dict().items():
+        if name.startswith(("encoder.", "transfer.classifier.", "fusion_net.")):
+            assert torch.equal(model.fusion_net.state_dict()[name], tensor), name
+    metadata = read_weights(combined)[1]
+    assert metadata["fusion_features"]["weights"] == fusion_weights.name and metadata["stage"] == "registration"
+    assert "## The fusion: from `BSAFusion_CT.safetensors`" in combined.with_suffix(".md").read_text()
+    pet = tmp_path / "BSAFusion_PET.safetensors"
+    save_weights(pet, BSAFusionNet(), {"modality": "PET", "image_size": 32})
+    assert main([*export, "--fusion-from", str(pet)]) == 2  # another modality's fusion
+    assert main(["train", "--run-dir", str(registration), "--fusion-from", str(fusion_weights)]) == 2  # no --export
     # a stage started from weights files continues their history (our older weights: a summary)
     tuned = tmp_path / "tuned"
     assert main(["train", "--aanlib", str(aanlib), "--run-dir", str(tuned), *TINY, "--epochs", "1", "--max-steps", "1",
