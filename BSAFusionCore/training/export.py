@@ -22,6 +22,8 @@ _FIGURES = (
     ("ncc", "NCC warped vs label (higher is better)"),
     ("epe", "endpoint error vs ground truth, px (lower is better)"),
 )
+NOT_REGISTERING = "**Registration: not trained.**"
+"""How the model card of weights that do not register says so."""
 _STAGE_WORDS = {
     "registration": "the registration path alone (encoder, MFRH, Transfer, BSFA; the fusion net not run)",
     "fusion": "the fusion net only (the registration path: encoder, MFRH, Transfer and BSFA, frozen as it started)",
@@ -189,7 +191,7 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     if not registers(config):
         lines[1:1] = [
             "",
-            "**Registration: not trained.** The registration net was frozen as it started, predicting no "
+            f"{NOT_REGISTERING} The registration net was frozen as it started, predicting no "
             "displacement, so these weights fuse images that are already aligned (for volumes, after the "
             "rigid/affine pre-alignment). The file records `\"registers\": false`.",
         ]
@@ -359,7 +361,10 @@ def _fusion_card(fusion: FusionModel, config: TrainConfig, working_size: int) ->
     ]
     theirs = source.with_suffix(".md")
     if theirs.is_file():
-        body = theirs.read_text(encoding="utf-8").splitlines()[1:]  # their title is replaced by this section's
-        lines += ["", "Its model card (headings one level down):", "",
-                  *[f"#{line}" if line.startswith("#") else line for line in body]]
+        body = theirs.read_text(encoding="utf-8").split("\n\n")[1:]  # their title is replaced by this section's
+        # what they say of their own registration does not apply: these weights register with the network above
+        body = [paragraph for paragraph in body if not paragraph.startswith(NOT_REGISTERING)]
+        lines += ["", "Its model card (headings one level down; without what it says of its own registration, "
+                  "which these weights do not use):", "",
+                  *[f"#{line}" if line.startswith("#") else line for line in "\n\n".join(body).splitlines()]]
     return "\n".join(lines) + "\n"

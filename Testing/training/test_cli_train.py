@@ -153,6 +153,12 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     metadata = read_weights(combined)[1]
     assert metadata["fusion_features"]["weights"] == fusion_weights.name and metadata["stage"] == "registration"
     assert "## The fusion: from `BSAFusion_CT.safetensors`" in combined.with_suffix(".md").read_text()
+    fusion_only = tmp_path / "fusion_only" / "BSAFusion_CT.safetensors"
+    save_weights(fusion_only, BSAFusionNet(), {"modality": "CT", "image_size": 32, "registers": False})
+    fusion_only.with_suffix(".md").write_text("# Title\n\n**Registration: not trained.** No.\n\n## Their table\n")
+    assert main([*export, "--fusion-from", str(fusion_only)]) == 0
+    card = combined.with_suffix(".md").read_text()  # their card, without what it says of their registration
+    assert "### Their table" in card and "Registration: not trained" not in card
     pet = tmp_path / "BSAFusion_PET.safetensors"
     save_weights(pet, BSAFusionNet(), {"modality": "PET", "image_size": 32})
     assert main([*export, "--fusion-from", str(pet)]) == 2  # another modality's fusion
