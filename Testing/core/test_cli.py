@@ -128,7 +128,8 @@ def test_demo_runs_on_built_in_data(tmp_path, monkeypatch):
     assert read_image(tmp_path / "overview.png").shape[1] == 4 * PANEL_WIDTH  # 4 labelled panels
     record = json.loads((tmp_path / "demo.json").read_text())
     assert "UNTRAINED" in record["weights"]
-    assert 0 < record["ct_vs_aligned_ct_before"]["NCC"] < 1
+    assert 0 < record["moving_vs_aligned_before"]["NCC"] < 1 and record["modality"] == "CT"
+    assert (tmp_path / "ct_unaligned.png").is_file()
 
 
 def test_demo_with_fusion_only_weights_fuses_the_aligned_example(tmp_path, monkeypatch, random_net, caplog):
@@ -139,8 +140,18 @@ def test_demo_with_fusion_only_weights_fuses_the_aligned_example(tmp_path, monke
     assert read_image(tmp_path / "out" / "overview.png").shape[1] == 3 * PANEL_WIDTH  # MRI | CT | fused
     record = json.loads((tmp_path / "out" / "demo.json").read_text())
     assert "registration not trained" in record["weights"]
-    assert record["ct_vs_aligned_ct_before"]["NCC"] == pytest.approx(1.0)
+    assert record["moving_vs_aligned_before"]["NCC"] == pytest.approx(1.0)
     assert "do not register" in caplog.text
+
+
+def test_demo_of_another_modality_uses_its_phantom_and_weights(tmp_path, monkeypatch, random_net):
+    save_weights(tmp_path / "w" / "BSAFusion_SPECT.safetensors", random_net, {"modality": "SPECT", "image_size": 64})
+    monkeypatch.setenv("BSAFUSION_WEIGHTS_DIR", str(tmp_path / "w"))
+    out = tmp_path / "out"
+    assert main(["demo", "--modality", "spect", "--output-dir", str(out), "--size", "64", "--device", "cpu"]) == 0
+    record = json.loads((out / "demo.json").read_text())
+    assert record["modality"] == "SPECT" and record["weights"] == "shipped SPECT weights"
+    np.testing.assert_allclose(read_image(out / "spect_unaligned.png"), example_pair(64, 0, "SPECT")[1], atol=1 / 255)
 
 
 def test_demo_overview_without_matplotlib_is_unlabelled(tmp_path, monkeypatch, caplog):
