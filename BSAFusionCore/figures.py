@@ -34,7 +34,7 @@ def labelled_panels(
         tiles = [np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p for _, p in panels]
         write_image(path, np.concatenate(tiles, axis=1))
         return
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.2 if warning else 2.95))
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.4 if warning else 3.15))
     for ax, (title, image) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=10)
