@@ -35,11 +35,16 @@ from BSAFusionCore.training.trainer import checkpoint_weights, load_checkpoint
 
 
 def load(source: str, size: int) -> FusionModel:
-    """Weights (a path or CT/PET/SPECT), or a training checkpoint run at ``size``."""
+    """Weights (a path or CT/PET/SPECT), or a training checkpoint fusing at ``size`` and registering at its
+    training size, as its export would."""
     if source.endswith(".pt") and Path(source).is_file():
+        checkpoint = load_checkpoint(Path(source))
         net = BSAFusionNet()
-        net.load_state_dict(checkpoint_weights(load_checkpoint(Path(source))))
-        return model_from_network(net, "cpu", {"image_size": size, "registers": True})
+        net.load_state_dict(checkpoint_weights(checkpoint))
+        config = checkpoint["config"]
+        modality = config["modality"] if "," not in config["modality"] else None
+        return model_from_network(net, "cpu", {"image_size": size, "registration_size": config["image_size"],
+                                               "registers": True, "modality": modality})
     return bf.load_model(source, device="cpu")
 
 
