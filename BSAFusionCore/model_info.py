@@ -51,4 +51,7 @@ def registration_summary(source: str | Path) -> tuple[bool | None, str]:
     if metadata.get("registers", True) is False:
         return False, (f"{path.name}: fusion only, does NOT register (zero displacement): the volumes "
                        "must already be aligned (keep the rigid pre-alignment)")
+    fusion = metadata.get("fusion_features")
+    if fusion:
+        return True, f"{path.name}: registers, then fuses with the fusion of {fusion.get('weights', 'other weights')}"
     return True, f"{path.name}: registers and fuses"

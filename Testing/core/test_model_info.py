@@ -29,6 +29,10 @@ def test_saved_weights_say_whether_they_register(tmp_path: Path, random_net) -> 
         path = tmp_path / f"{registers}.safetensors"
         save_weights(path, random_net, {"registers": registers})
         assert registration_summary(path)[0] is registers
+    two = tmp_path / "two.safetensors"
+    save_weights(two, random_net, {"fusion_features": {"weights": "BSAFusion_PET.safetensors"}}, fusion_net=random_net)
+    assert registration_summary(two) == (True, "two.safetensors: registers, then fuses with the fusion of "
+                                               "BSAFusion_PET.safetensors")
 
 
 def test_files_that_are_not_our_weights_are_named(tmp_path: Path) -> None:
