@@ -104,7 +104,7 @@ def test_fusion_only_weights_say_they_do_not_register(
         assert read_weights(tuned / "BSAFusion_CT.safetensors")[1]["registers"] is expected
 
 
-def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None:
+def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     registration = tmp_path / "registration"
     args = ["train", "--aanlib", str(aanlib), "--run-dir", str(registration), *TINY, "--epochs", "2",
             "--stage", "registration", "--pretrain-steps", "1", "--synthetic-fraction", "0.5",
@@ -163,6 +163,10 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path) -> None
     save_weights(pet, BSAFusionNet(), {"modality": "PET", "image_size": 32})
     assert main([*export, "--fusion-from", str(pet)]) == 2  # another modality's fusion
     assert main(["train", "--run-dir", str(registration), "--fusion-from", str(fusion_weights)]) == 2  # no --export
+    again = ["train", "--aanlib", str(aanlib), "--run-dir", str(tmp_path / "again"), *TINY, "--epochs", "1",
+             "--stage", "registration", "--init", str(combined), "--max-steps", "1"]
+    assert main(again) == 0
+    assert "training does not carry on: the run starts from its registration network" in caplog.text
     # a stage started from weights files continues their history (our older weights: a summary)
     tuned = tmp_path / "tuned"
     assert main(["train", "--aanlib", str(aanlib), "--run-dir", str(tuned), *TINY, "--epochs", "1", "--max-steps", "1",
