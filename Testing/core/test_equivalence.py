@@ -54,7 +54,7 @@ def _check_all(out, expected) -> None:
 @pytest.fixture(scope="module")
 def fixture_data(reference_fixture: Path):
     expected = np.load(reference_fixture / "expected.npz")
-    net, _ = load_network(reference_fixture / "reference_checkpoint.pkl")
+    net = load_network(reference_fixture / "reference_checkpoint.pkl").net
     return net, expected
 
 
@@ -100,7 +100,7 @@ def test_imported_safetensors_hold_the_same_weights(fixture_data, reference_fixt
     meta = import_reference(reference_fixture / "reference_checkpoint.pkl", tmp_path / "w.safetensors",
                             modality="CT")
     assert meta["modality"] == "CT" and len(meta["sha256"]) == 64
-    again, loaded_meta = load_network(tmp_path / "w.safetensors")
+    again, loaded_meta, _ = load_network(tmp_path / "w.safetensors")
     assert loaded_meta["sha256"] == meta["sha256"]
     for name, tensor in net.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name]), name
