@@ -87,17 +87,13 @@ def _expected_shapes() -> dict[str, torch.Size]:
     return {name: t.shape for name, t in BSAFusionNet().state_dict().items()}
 
 
-def _fusion_feature_shapes() -> dict[str, torch.Size]:
-    return {FUSION_FEATURES + name: shape for name, shape in _expected_shapes().items()
-            if name.startswith(FUSION_FEATURE_PARTS)}
-
-
 def check_state(state: dict[str, Tensor], source: str | Path) -> None:
     """Every tensor of the network present with its shape, nothing extra, all finite; the fusion pass's
     own features (``fusion_features.*``) either complete or absent."""
     expected = _expected_shapes()
     if any(name.startswith(FUSION_FEATURES) for name in state):
-        expected.update(_fusion_feature_shapes())
+        expected.update({FUSION_FEATURES + name: shape for name, shape in expected.items()
+                         if name.startswith(FUSION_FEATURE_PARTS)})
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
