@@ -250,7 +250,7 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     for number, record in enumerate(history, start=1):
         if record["curve"]:
             this = " (this stage)" if number == len(history) else ""
-            title = f"Learning curve of stage {number}, {record['stage']}{this} (held-out pairs)"
+            title = f"Learning curve of stage {number}, {record['stage']}{this} (held-out {_pairs(record)} pairs)"
             lines += _curve_lines(record["curve"], title)
     return "\n".join(lines) + "\n"
 
@@ -261,8 +261,8 @@ def _stage_lines(history: list[dict]) -> list[str]:
         "",
         "## Stages",
         "",
-        "| # | stage | started from | size | batch | steps | hours | hardware | last held-out EPE px (none) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | stage | pairs | started from | size | batch | steps | hours | hardware | last held-out EPE px (none) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for number, record in enumerate(history, start=1):
         curve = record.get("curve") or []
@@ -270,11 +270,18 @@ def _stage_lines(history: list[dict]) -> list[str]:
         size = record.get("image_size")
         lines.append(
             f"| {number} | {record['stage']}{' (features frozen)' if record.get('freeze_features') else ''} "
-            f"| {record.get('init_weights') or 'random initialisation'} | {f'{size}x{size}' if size else '?'} "
+            f"| {_pairs(record)} | {record.get('init_weights') or 'random initialisation'} "
+            f"| {f'{size}x{size}' if size else '?'} "
             f"| {record.get('batch_size') or '?'} | {record.get('steps') or '?'} "
             f"| {record.get('training_hours', '?')} | {record.get('hardware') or '?'} | {last} |"
         )
     return lines
+
+
+def _pairs(record: dict) -> str:
+    """The pairs a stage trained on and validated with, e.g. ``CT-MRI`` or ``PET-MRI, SPECT-MRI``."""
+    modality = record.get("modality")
+    return ", ".join(f"{name}-MRI" for name in modality.split(",")) if modality else "?"
 
 
 def _curve_lines(curve: list[dict], title: str) -> list[str]:

@@ -138,8 +138,9 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path, caplog:
     stages = metadata["stages"]
     assert [s["stage"] for s in stages] == ["registration", "fusion"] and [s["steps"] for s in stages] == [2, 2]
     assert stages[0]["curve"] and stages[0]["curve"][-1]["step"] == 2 and stages[1]["init_weights"].endswith("best.pt")
-    assert "## Stages" in card and "Learning curve of stage 1, registration" in card
-    assert "Learning curve of stage 2, fusion (this stage)" in card
+    assert "## Stages" in card and "| 1 | registration | CT-MRI |" in card  # each stage names its pairs
+    assert "Learning curve of stage 1, registration (held-out CT-MRI pairs)" in card
+    assert "Learning curve of stage 2, fusion (this stage) (held-out CT-MRI pairs)" in card
     # the registration exported with the fusion of other weights: their encoder, classifier and fusion net
     fusion_weights = tmp_path / "fusion" / "BSAFusion_CT.safetensors"
     combined = tmp_path / "combined" / "BSAFusion_CT.safetensors"
