@@ -13,6 +13,9 @@ from .options import MODALITIES
 from .resources import bundled_weights
 
 METADATA_KEY = "bsafusion"
+FUSION_SOURCE = "fusion_features"
+"""Metadata entry of weights whose fusion pass has a network of its own: the weights it came from (file name,
+sha256, image size, stages)."""
 _MAX_HEADER_BYTES = 10_000_000
 
 
@@ -51,7 +54,7 @@ def registration_summary(source: str | Path) -> tuple[bool | None, str]:
     if metadata.get("registers", True) is False:
         return False, (f"{path.name}: fusion only, does NOT register (zero displacement): the volumes "
                        "must already be aligned (keep the rigid pre-alignment)")
-    fusion = metadata.get("fusion_features")
+    fusion = metadata.get(FUSION_SOURCE)
     if fusion:
         return True, f"{path.name}: registers, then fuses with the fusion of {fusion.get('weights', 'other weights')}"
     return True, f"{path.name}: registers and fuses"

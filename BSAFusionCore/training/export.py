@@ -10,6 +10,7 @@ import torch
 from ..errors import InputError
 from ..files import atomic_output
 from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
+from ..model_info import FUSION_SOURCE
 from ..network import BSAFusionNet
 from ..weights import save_weights
 from .trainer import TrainConfig, TrainState, check_working_size, checkpoint_weights, load_checkpoint
@@ -327,7 +328,7 @@ def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | N
     metadata = export_metadata(config, state, working_size)
     card = model_card(config, state, output.name, working_size)
     if fusion is not None:
-        metadata["fusion_features"] = {"weights": Path(fusion.source).name, "sha256": fusion.metadata.get("sha256"),
+        metadata[FUSION_SOURCE] = {"weights": Path(fusion.source).name, "sha256": fusion.metadata.get("sha256"),
                                        "image_size": fusion.image_size, "stages": recorded_stages(fusion.metadata)}
         card += _fusion_card(fusion, config, working_size)
     save_weights(output, net, metadata, dtype=torch.float16,
