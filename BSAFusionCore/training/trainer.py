@@ -314,11 +314,13 @@ def describe_hardware(device: torch.device, world: int) -> str:
     return f"CPU, {cores} cores, {torch.get_num_threads()} torch thread(s) per process{processes}"
 
 
-def _all_sum(values: list[float], dist_: Distributed) -> list[float]:
+def _all_reduce(values: list[float], dist_: Distributed, device: torch.device, maximum: bool = False) -> list[float]:
+    """``values`` summed (or their maximum) over every process, each of which must call it at the same point;
+    on ``device``, which the process group's backend needs (NCCL: the GPU)."""
     if dist_.world == 1:
         return values
-    tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX if maximum else dist.ReduceOp.SUM)
     return tensor.tolist()
 
 
@@ -625,7 +627,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{figures['total']:.4f}")
                 report(progress, state.global_step / self.total_steps, f"epoch {state.epoch + 1}")
                 stop = 0 < config.max_steps <= state.global_step
-                out_of_time = deadline is not None and time.perf_counter() > deadline
+                out_of_time = deadline is not None and self._any_process(time.perf_counter() > deadline)
                 if out_of_time:
                     log.info("time limit reached at step %d: validating, then stopping with a checkpoint",
                              state.global_step)
@@ -636,9 +638,10 @@ class Trainer:
                     samples_per_s = self._samples_per_s(samples_done, epoch_started)  # before validating, as _end_epoch
                     validated = out_of_time and self.validation is not None
                     best = validated and self._validate()
-                    if out_of_time and self.dist.main:  # the part epoch's row; the whole epoch's replaces it on resume
-                        means = {name: total / max(state.count, 1) for name, total in state.sums.items()}
-                        self._log(self._row(samples_per_s, means, state.epoch + 1, validated))
+                    if out_of_time:  # the part epoch's row; the whole epoch's replaces it on resume
+                        means = self._epoch_means()
+                        if self.dist.main:
+                            self._log(self._row(samples_per_s, means, state.epoch + 1, validated))
                     self.save(best=best)
                 if stop:
                     bar.close()
@@ -662,12 +665,20 @@ class Trainer:
         """Whether the run has done every planned epoch."""
         return self.state.epoch >= self.config.epochs
 
+    def _any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` holds in any process, so that all stop at the same step."""
+        return bool(_all_reduce([float(flag)], self.dist, self.device, maximum=True)[0])
+
+    def _epoch_means(self) -> dict[str, float]:
+        """The loss means of the epoch so far over every process (each must call it)."""
+        names = sorted(self.state.sums)
+        totals = _all_reduce([self.state.sums[n] for n in names] + [float(self.state.count)], self.dist, self.device)
+        return {n: t / max(totals[-1], 1.0) for n, t in zip(names, totals[:-1], strict=True)}
+
     def _end_epoch(self, samples_per_s: float) -> None:
         """Adapt mu, reload the discriminator, validate, log and checkpoint."""
         config, state = self.config, self.state
-        names = sorted(state.sums)
-        totals = _all_sum([state.sums[n] for n in names] + [float(state.count)], self.dist)
-        means = {n: t / totals[-1] for n, t in zip(names, totals[:-1], strict=True)}
+        means = self._epoch_means()
         if config.stage != "registration":  # no fusion, no mu to adapt
             state.mu = means["ssim_fused_warped"] / max(means["ssim_fused_fixed"], 1e-12)
         self.net.reload_discriminator()

@@ -214,12 +214,18 @@ def test_torchrun_two_cpu_processes(aanlib: Path, tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "BSAFusionCore", "train", "--aanlib", str(aanlib), "--run-dir", str(run), *TINY,
-        "--epochs", "1", "--batch-size", "1", "--device", "cpu",
+        "--epochs", "2", "--batch-size", "1", "--device", "cpu",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    # a time limit that has passed after the first step: every process stops there, the row averages both
+    done = subprocess.run([*command, "--max-minutes", "1e-6"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     checkpoint = load_checkpoint(run / LAST_CHECKPOINT)
     # 2 training pairs shared by 2 processes: one step each, both ranks' RNG states kept.
     assert checkpoint["state"]["global_step"] == 1 and len(checkpoint["rng"]) == 2
+    assert len((run / "log.csv").read_text().splitlines()) == 2  # the header and the part epoch's row
+    done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = load_checkpoint(run / LAST_CHECKPOINT)
+    assert checkpoint["state"]["global_step"] == 2 and checkpoint["state"]["epoch"] == 2
     assert "2 processes" in checkpoint["state"]["hardware"][0]
     assert (run / "BSAFusion_CT.safetensors").is_file()
