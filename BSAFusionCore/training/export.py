@@ -14,6 +14,7 @@ from ..model_info import FUSION_SOURCE
 from ..network import BSAFusionNet
 from ..weights import save_weights
 from .trainer import TrainConfig, TrainState, check_working_size, checkpoint_weights, load_checkpoint
+from .validation import PHANTOM_SEEDS
 
 if TYPE_CHECKING:
     from ..model import FusionModel
@@ -216,6 +217,16 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         if "aligned_motion" in state.validation:
             lines.append("| displacement predicted on the same pairs undeformed (aligned), mean px (lower is better) "
                          f"| 0 | {state.validation['aligned_motion']:.3f} |")
+        if "phantom_epe" in state.validation:
+            v = state.validation
+            lines += [
+                f"| built-in phantom, its {len(PHANTOM_SEEDS)} known deformations: endpoint error px (lower is better) "
+                f"| {v['phantom_epe_unregistered']:.4f} | {v['phantom_epe']:.4f} |",
+                f"| built-in phantom: NCC warped vs aligned (higher is better) | {v['phantom_ncc_unregistered']:.4f} "
+                f"| {v['phantom_ncc']:.4f} |",
+                "| built-in phantom, aligned: displacement predicted, mean px (lower is better) | 0 "
+                f"| {v['phantom_aligned_motion']:.3f} |",
+            ]
         groups = sorted({key.split("/")[0] for key in state.validation if "/" in key})
         if groups:
             lines += ["", "Per modality (held-out cases of each):", "",
@@ -288,19 +299,23 @@ def _pairs(record: dict) -> str:
 def _curve_lines(curve: list[dict], title: str) -> list[str]:
     """A learning curve as a markdown table (the fusion metrics where every point has them)."""
     fusion = [name for name in FUSION_METRICS if all(name in point for point in curve)]
+    phantom = all("phantom_epe" in point for point in curve)
     lines = [
         "",
         f"## {title}",
         "",
         "| step | samples | EPE px (none) | SSIM (none) | NCC (none) | folding |"
+        + (" phantom EPE px (none) | phantom NCC (none) |" if phantom else "")
         + "".join(f" {name} |" for name in fusion),
-        "|---|---|---|---|---|---|" + "---|" * len(fusion),
+        "|---|---|---|---|---|---|" + "---|---|" * phantom + "---|" * len(fusion),
     ]
     for point in curve:
         lines.append(
             f"| {point['step']} | {point['samples']} | {point['epe']:.3f} ({point['epe_unregistered']:.3f}) "
             f"| {point['ssim']:.4f} ({point['ssim_unregistered']:.4f}) "
             f"| {point['ncc']:.4f} ({point['ncc_unregistered']:.4f}) | {point.get('folding', float('nan')):.2%} |"
+            + (f" {point['phantom_epe']:.3f} ({point['phantom_epe_unregistered']:.3f}) "
+               f"| {point['phantom_ncc']:.4f} ({point['phantom_ncc_unregistered']:.4f}) |" if phantom else "")
             + "".join(f" {point[n]:.4g} |" for n in fusion)
         )
     return lines

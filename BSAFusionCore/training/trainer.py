@@ -40,7 +40,14 @@ from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .curriculum import MixedBatch, mix_pairs, pair_mix, undeform_some
 from .data import make_batch
 from .losses import bsafusion_loss, registration_stage_loss, teacher_loss
-from .validation import ValidationSet, make_validation_set, validate
+from .validation import (
+    ValidationSet,
+    make_phantom_set,
+    make_validation_set,
+    phantom_figures,
+    registers_the_phantom,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +321,10 @@ def describe_hardware(device: torch.device, world: int) -> str:
     return f"CPU, {cores} cores, {torch.get_num_threads()} torch thread(s) per process{processes}"
 
 
+_PHANTOM_PENALTY = 1e6
+"""Ranks a registration that does worse than none on the built-in phantom below every one that does better."""
+
+
 def _all_reduce(values: list[float], dist_: Distributed, device: torch.device, maximum: bool = False) -> list[float]:
     """``values`` summed (or their maximum) over every process, each of which must call it at the same point;
     on ``device``, which the process group's backend needs (NCCL: the GPU)."""
@@ -425,9 +436,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState(train_pairs=len(train_samples), val_pairs=len(val_samples))
         self.validation: ValidationSet | None = None
+        self.phantom: ValidationSet | None = None
         if val_samples and self.dist.main:
             size = val_samples[0].fixed.shape[-1]
             self.validation = make_validation_set(val_samples, config.deformation(size), VALIDATION_SEED)
+            self.phantom = make_phantom_set(config.modality.split(","), size)
         self._writer = self._tensorboard() if self.dist.main else None
 
     def _load_teacher(self) -> nn.Module:
@@ -713,13 +726,16 @@ class Trainer:
             self.validated_net, self.validation, self.device, config.batch_size, self._autocast(),
             working_size=config.image_size, with_fusion=config.stage != "registration",
         )
+        if self.phantom is not None:
+            state.validation.update(phantom_figures(self.validated_net, self.phantom, self.device, config.batch_size,
+                                                    self._autocast(), working_size=config.image_size))
         state.validation_epoch = state.epoch
         samples = state.global_step * config.batch_size * self.dist.world
         state.curve.append({"epoch": state.epoch, "step": state.global_step, "samples": samples, **state.validation})
         log.info("step %d: validation %s", state.global_step,
                  ", ".join(f"{k} {v:.4f}" for k, v in state.validation.items() if not k.endswith("_average")))
-        if config.stage == "registration":  # the figure the stage optimises
-            score = -state.validation["epe"]
+        if config.stage == "registration":  # the figure the stage optimises, where the phantom is registered
+            score = -state.validation["epe"] - (0.0 if registers_the_phantom(state.validation) else _PHANTOM_PENALTY)
         elif config.freezes_registration:  # the registration figures cannot change: keep the latest
             score = float(state.global_step)
         else:

@@ -5,7 +5,8 @@ warped moving image against its aligned label, each next to the same figure with
 and the fraction of pixels where the mapping folds. The pairs may be larger than the network's
 working size: the network then runs as inference does (images resized to it, the displacement
 resized back). Fusion: the paper's five metrics of the fused image against the MRI and the aligned label, next to
-those of the plain average of the two (``<metric>_average``).
+those of the plain average of the two (``<metric>_average``). The built-in phantom's known
+deformations (:func:`make_phantom_set`) show how far the registration carries beyond the training heads.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from kornia.metrics import ssim
 from torch import Tensor, nn
 
 from ..deformation import invert_displacement, random_deformation
+from ..examples import example_pair, head_phantom
 from ..metrics import fusion_metrics
 from ..metrics.fusion import MIN_SIDE
 from ..metrics.registration import folding_fraction
@@ -57,6 +60,49 @@ def make_validation_set(samples: list[PairSample], deformation: dict, seed: int)
         label, generator=torch.Generator().manual_seed(seed), **deformation
     )
     return ValidationSet(fixed, label, moving, invert_displacement(displacement), [group_of(s) for s in samples])
+
+
+PHANTOM_SEEDS = (0, 1, 2)
+"""The phantom's deformations, as ``Testing/registration_phantom.py`` and the test of the shipped weights."""
+PHANTOM_FIGURES = ("epe", "epe_unregistered", "ncc", "ncc_unregistered", "aligned_motion")
+
+
+def make_phantom_set(modalities: list[str], size: int) -> ValidationSet:
+    """The built-in head phantom (MRI against each modality's contrast) under its known deformations
+    (:func:`~BSAFusionCore.examples.example_pair`): anatomy no training run has seen."""
+    fixed, label, moving, displacement, groups = [], [], [], [], []
+    for modality in modalities:
+        for seed in PHANTOM_SEEDS:
+            mri, deformed, field_ = example_pair(size, seed, modality)
+            fixed.append(mri)
+            label.append(head_phantom(size, modality))
+            moving.append(deformed)
+            displacement.append(field_.transpose(2, 0, 1))
+            groups.append(modality)
+
+    def images(arrays: list) -> Tensor:
+        return torch.from_numpy(np.stack(arrays)[:, None]).float()
+
+    flow = invert_displacement(torch.from_numpy(np.stack(displacement)).float())
+    return ValidationSet(images(fixed), images(label), images(moving), flow, groups)
+
+
+def phantom_figures(net: nn.Module, data: ValidationSet, device: torch.device, batch_size: int,
+                    autocast: contextlib.AbstractContextManager | None = None, *,
+                    working_size: int | None = None) -> dict[str, float]:
+    """``phantom_<figure>`` for :data:`PHANTOM_FIGURES` on a :func:`make_phantom_set`, with several
+    modalities also ``<modality>/phantom_<figure>``."""
+    figures = validate(net, data, device, batch_size, autocast, working_size=working_size, with_fusion=False)
+    return {key.replace(name, f"phantom_{name}"): value for key, value in figures.items()
+            for name in PHANTOM_FIGURES if key == name or key.endswith(f"/{name}")}
+
+
+def registers_the_phantom(figures: dict[str, float]) -> bool:
+    """Whether :func:`phantom_figures` are better than no registration in endpoint error and NCC, for every
+    modality (the bar of the test for shipped weights that register)."""
+    prefixes = {key[: -len("phantom_epe")] for key in figures if key.endswith("phantom_epe")}
+    return all(figures[f"{p}phantom_epe"] < figures[f"{p}phantom_epe_unregistered"]
+               and figures[f"{p}phantom_ncc"] > figures[f"{p}phantom_ncc_unregistered"] for p in prefixes)
 
 
 def ncc_per_image(a: Tensor, b: Tensor) -> Tensor:

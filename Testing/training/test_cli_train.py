@@ -122,6 +122,7 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path, caplog:
     assert "--stage registration" in card and "Curriculum: the first 1 steps" in card
     assert "moving average of the training weights (decay 0.9)" in card
     assert "25% of the pairs were left undeformed" in card
+    assert "| built-in phantom, its 3 known deformations: endpoint error px" in card and "phantom_epe" in metadata["validation"]
     assert load_checkpoint(registration / BEST_CHECKPOINT)["ema"]  # exported and passed on: the average
 
     # the next stage starts from the previous one's checkpoint (full precision)
@@ -133,7 +134,7 @@ def test_staged_schedule_with_a_time_limit(aanlib: Path, tmp_path: Path, caplog:
     assert metadata["stage"] == "fusion" and metadata["registers"] is True and "Qabf" in metadata["validation"]
     assert load_checkpoint(tmp_path / "fusion" / LAST_CHECKPOINT)["config"]["init_weights"].endswith("best.pt")
     card = (tmp_path / "fusion" / "BSAFusion_CT.md").read_text()
-    assert "the fusion net only" in card and "| folding | Qabf |" in card  # the fusion stage's curve
+    assert "the fusion net only" in card and "| phantom NCC (none) | Qabf |" in card  # the fusion stage's curve
     # the weights carry both stages: settings, steps and the registration stage's curve
     stages = metadata["stages"]
     assert [s["stage"] for s in stages] == ["registration", "fusion"] and [s["steps"] for s in stages] == [2, 2]

@@ -12,6 +12,7 @@ from training_phantoms import phantom_pair
 
 from BSAFusionCore.deformation import invert_displacement, random_deformation
 from BSAFusionCore.errors import Cancelled, InputError
+from BSAFusionCore.examples import example_pair
 from BSAFusionCore.pairs import PairSample, prepare_pair
 from BSAFusionCore.training.data import make_batch
 from BSAFusionCore.training.losses import bsafusion_loss, flow_supervision_loss
@@ -26,7 +27,13 @@ from BSAFusionCore.training.trainer import (
     epoch_batches,
     load_checkpoint,
 )
-from BSAFusionCore.training.validation import make_validation_set, validate
+from BSAFusionCore.training.validation import (
+    make_phantom_set,
+    make_validation_set,
+    phantom_figures,
+    registers_the_phantom,
+    validate,
+)
 
 SIZE = 32
 
@@ -112,6 +119,29 @@ def test_validation_logs_and_checkpoints(tmp_path: Path) -> None:
     assert (tmp_path / LAST_CHECKPOINT).is_file() and (tmp_path / BEST_CHECKPOINT).is_file()
     row = next(csv.DictReader((tmp_path / LOG_CSV).open()))
     assert float(row["val_ssim_unregistered"]) == pytest.approx(state.validation["ssim_unregistered"])
+    # the built-in phantom, registered at every validation
+    assert float(row["val_phantom_epe_unregistered"]) == pytest.approx(state.validation["phantom_epe_unregistered"])
+    assert {"phantom_epe", "phantom_ncc", "phantom_ncc_unregistered", "phantom_aligned_motion"} <= set(state.validation)
+
+
+def test_the_phantom_set_is_the_phantom_scripts_deformations(tmp_path: Path) -> None:
+    """Three known deformations per modality; a network that does not move gives exactly no registration's
+    figures, which do not count as registering the phantom."""
+    data = make_phantom_set(["CT", "PET"], 48)
+    assert data.fixed.shape == data.moving.shape == (6, 1, 48, 48) and data.groups == ["CT"] * 3 + ["PET"] * 3
+    mri, moving, displacement = example_pair(48, 1, "PET")
+    assert torch.equal(data.moving[4, 0], torch.from_numpy(moving))
+    assert torch.equal(data.fixed[4, 0], torch.from_numpy(mri))
+    truth = invert_displacement(torch.from_numpy(displacement).permute(2, 0, 1)[None])[0]
+    assert torch.allclose(data.true_flow[4], truth)
+    still = Trainer(_config(tmp_path), _samples(2), []).net
+    figures = phantom_figures(still, data, torch.device("cpu"), 4)
+    assert figures["phantom_epe"] == figures["phantom_epe_unregistered"] > 0.1
+    assert figures["PET/phantom_ncc"] == pytest.approx(figures["PET/phantom_ncc_unregistered"], abs=1e-6)
+    assert not registers_the_phantom(figures)
+    better = {**figures, "phantom_epe": 0.0, "phantom_ncc": 1.0, "CT/phantom_epe": 0.0, "CT/phantom_ncc": 1.0}
+    assert not registers_the_phantom(better)  # PET, one of the modalities, is not registered
+    assert registers_the_phantom({**better, "PET/phantom_epe": 0.0, "PET/phantom_ncc": 1.0})
 
 
 def test_validation_measures_the_motion_predicted_on_aligned_pairs(tmp_path: Path) -> None:
