@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--fusion-from", metavar="WEIGHTS",
         help="with --export of a registration run: fuse the registered pair with these weights' fusion (a file or "
-        "CT/PET/SPECT; their encoder, classifier and fusion net go into the file; the working size becomes theirs)",
+        "CT/PET/SPECT; their encoder, classifier and fusion net go into the file; the working size becomes theirs; "
+        "a registration for several modalities becomes these weights' modality's)",
     )
     run.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: the GPU of this process, else CPU)")
     run.add_argument(

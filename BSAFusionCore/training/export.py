@@ -117,8 +117,10 @@ def export_metadata(config: TrainConfig, state: TrainState, working_size: int | 
     }
 
 
-def model_card(config: TrainConfig, state: TrainState, weights_name: str, working_size: int | None = None) -> str:
-    """The markdown model card of exported weights."""
+def model_card(config: TrainConfig, state: TrainState, weights_name: str, working_size: int | None = None,
+               modality: str | None = None) -> str:
+    """The markdown model card of exported weights; ``modality``: the one they are for, when a registration
+    trained on several takes that modality's fusion."""
     deformation = config.deformation()
     size = working_size or config.image_size
     if config.init_weights:
@@ -168,9 +170,12 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             "(everything the fusion net reads), so their trained fusion stays valid; Transfer and BSFA learned "
             "to register."
         )
+    pairs = ", ".join(f"{m}-MRI" for m in config.modality.split(","))
     lines = [
-        f"# BSAFusion weights for {', '.join(f'{m}-MRI' for m in config.modality.split(','))}: `{weights_name}`",
+        f"# BSAFusion weights for {f'{modality}-MRI' if modality else pairs}: `{weights_name}`",
         "",
+        *([f"The registration was trained on {pairs} pairs together; the fusion is for {modality}-MRI (below).", ""]
+          if modality and modality != config.modality else []),
         f"Made with `bsafusion train --stage {config.stage}` (BSAFusionCore): {start}; trained "
         f"{_STAGE_WORDS[config.stage]} with {losses} (AAAI 2025), {routing}, on aligned pairs deformed by "
         f"synthetic affine + elastic fields.{curriculum}",
@@ -340,8 +345,11 @@ def export_checkpoint(checkpoint_path: Path, output: Path, working_size: int | N
     output.parent.mkdir(parents=True, exist_ok=True)
     if working_size is not None:
         check_working_size(working_size, "the working size")
+    modality = fusion.modality if fusion is not None else None  # several modalities' registration: now this one's
     metadata = export_metadata(config, state, working_size)
-    card = model_card(config, state, output.name, working_size)
+    if modality:
+        metadata["modality"] = modality
+    card = model_card(config, state, output.name, working_size, modality)
     if fusion is not None:
         metadata[FUSION_SOURCE] = {"weights": Path(fusion.source).name, "sha256": fusion.metadata.get("sha256"),
                                        "image_size": fusion.image_size, "stages": recorded_stages(fusion.metadata)}
@@ -362,9 +370,10 @@ def _fusion_source(source: str | Path, config: TrainConfig) -> FusionModel:
         raise InputError("this run does not register: its weights fuse by themselves, there is nothing to combine "
                          "with another fusion (--fusion-from is for registration runs)")
     fusion = load_model(source, device="cpu")
-    if fusion.modality is not None and fusion.modality != config.modality:
-        raise InputError(f"{source} fuses {fusion.modality}-MRI, this run registers {config.modality}-MRI: "
-                         f"give weights for {config.modality}")
+    trained = config.modality.split(",")
+    if fusion.modality is not None and fusion.modality not in trained:
+        raise InputError(f"{source} fuses {fusion.modality}-MRI, this run registers "
+                         f"{', '.join(f'{m}-MRI' for m in trained)}: give weights for {' or '.join(trained)}")
     return fusion
 
 

@@ -203,6 +203,20 @@ def test_one_registration_for_several_modalities(aanlib: Path, tmp_path: Path) -
     assert (metadata["train_pairs"], metadata["val_pairs"]) == (4, 4)  # each modality: one case of two held out
     assert {"CT/epe", "PET/epe", "PET/epe_unregistered", "CT/folding"} <= set(metadata["validation"])
     assert "| PET |" in (run / "BSAFusion_CT+PET.md").read_text()
+    assert {"PET/phantom_epe", "CT/phantom_ncc", "phantom_epe"} <= set(metadata["validation"])  # each one's phantom
+    # with one modality's fusion the registration becomes that modality's weights
+    pet = tmp_path / "BSAFusion_PET.safetensors"
+    save_weights(pet, BSAFusionNet(), {"modality": "PET", "image_size": 32, "registers": False})
+    combined = tmp_path / "combined" / "BSAFusion_PET.safetensors"
+    assert main(["train", "--run-dir", str(run), "--export", str(combined), "--fusion-from", str(pet)]) == 0
+    metadata = read_weights(combined)[1]
+    assert metadata["modality"] == "PET" and metadata["modalities"] == ["CT", "PET"] and metadata["registers"]
+    card = combined.with_suffix(".md").read_text()
+    assert card.startswith("# BSAFusion weights for PET-MRI") and "trained on CT-MRI, PET-MRI pairs together" in card
+    assert load_model(combined, device="cpu").modality == "PET"
+    spect = tmp_path / "BSAFusion_SPECT.safetensors"
+    save_weights(spect, BSAFusionNet(), {"modality": "SPECT", "image_size": 32})
+    assert main(["train", "--run-dir", str(run), "--export", str(combined), "--fusion-from", str(spect)]) == 2
 
 
 def test_bad_data_source_is_reported(tmp_path: Path) -> None:
