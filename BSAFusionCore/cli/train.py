@@ -17,7 +17,7 @@ _FIXED_BY_RUN = (
     "modality", "image_size", "batch_size", "epochs", "lr", "lr_min", "seed", "deformation_scale",
     "fusion_steers_registration", "flow_supervision", "flow_head_lr", "stage", "pretrain_steps",
     "mono_fraction", "synthetic_fraction", "pretrain_synthetic_fraction", "val_size", "shapes_fraction",
-    "freeze_features", "fusion_teacher", "teacher_weight", "ema_decay", "aligned_fraction",
+    "freeze_features", "fusion_teacher", "teacher_weight", "ema_decay", "aligned_fraction", "outline_fraction",
 )
 # Settings a resumed run keeps unless the command line gives them, with their defaults.
 _KEPT_UNLESS_GIVEN = {"val_every": 10, "checkpoint_every": 500}
@@ -26,7 +26,7 @@ _BEFORE_THE_OPTION = {
     "flow_supervision": 0.0, "flow_head_lr": "published", "stage": "joint", "pretrain_steps": 0,
     "mono_fraction": 0.0, "synthetic_fraction": 0.0, "pretrain_synthetic_fraction": 0.5, "val_size": 0,
     "shapes_fraction": 0.0, "freeze_features": False, "fusion_teacher": "", "teacher_weight": 1.0,
-    "ema_decay": 0.0, "aligned_fraction": 0.0,
+    "ema_decay": 0.0, "aligned_fraction": 0.0, "outline_fraction": 0.0,
 }
 
 
@@ -109,6 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shapes-fraction", type=float, default=0.0,
         help="registration stage, afterwards: share of random-shape pairs (synthetic label maps under two "
         "unrelated random contrasts, SynthMorph's idea)",
+    )
+    stages.add_argument(
+        "--outline-fraction", type=float, default=0.0,
+        help="registration stage: share of the real pairs whose moving image has its outline grown or shrunk by up "
+        "to 4%% of the side, nothing moved, so that the registration cannot go by where the signal ends",
     )
     stages.add_argument(
         "--freeze-features", action="store_true",
@@ -308,7 +313,8 @@ def run_train(args: argparse.Namespace) -> int:
         flow_supervision=args.flow_supervision, flow_head_lr=args.flow_head_lr,
         stage=args.stage, pretrain_steps=args.pretrain_steps, mono_fraction=args.mono_fraction,
         synthetic_fraction=args.synthetic_fraction, pretrain_synthetic_fraction=args.pretrain_synthetic_fraction,
-        shapes_fraction=args.shapes_fraction, freeze_features=args.freeze_features,
+        shapes_fraction=args.shapes_fraction, outline_fraction=args.outline_fraction,
+        freeze_features=args.freeze_features,
         fusion_teacher=str(args.fusion_teacher), teacher_weight=args.teacher_weight, ema_decay=args.ema_decay,
         val_size=args.val_size,
         init_weights=saved.get("init_weights", "") if args.resume else str(args.init or ""),

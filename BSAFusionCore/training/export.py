@@ -13,6 +13,7 @@ from ..metrics import FUSION_METRICS, HIGHER_IS_BETTER
 from ..model_info import FUSION_SOURCE
 from ..network import BSAFusionNet
 from ..weights import save_weights
+from .outline import MAX_OUTLINE_CHANGE
 from .trainer import TrainConfig, TrainState, check_working_size, checkpoint_weights, load_checkpoint
 from .validation import PHANTOM_SEEDS
 
@@ -153,6 +154,11 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         curriculum += (
             f" {config.aligned_fraction:.0%} of the pairs were left undeformed (true displacement zero), so that"
             " aligned pairs stay as they are."
+        )
+    if config.outline_fraction:
+        curriculum += (
+            f" {config.outline_fraction:.0%} of the real pairs had the moving image's outline grown or shrunk (up to"
+            f" {MAX_OUTLINE_CHANGE:.0%} of the side), nothing moved, so that where the signal ends is no cue."
         )
     if config.fusion_teacher:
         curriculum += (

@@ -40,6 +40,7 @@ from ..progress import CancelFlag, ProgressCallback, check_cancel, report
 from .curriculum import MixedBatch, mix_pairs, pair_mix, undeform_some
 from .data import make_batch
 from .losses import bsafusion_loss, registration_stage_loss, teacher_loss
+from .outline import reshape_outlines
 from .validation import (
     ValidationSet,
     make_phantom_set,
@@ -86,6 +87,7 @@ class TrainConfig:
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
     pretrain_synthetic_fraction: float = 0.5  # share of random-contrast pairs during pre-training (the rest mono)
     shapes_fraction: float = 0.0  # ... and of random-shape pairs (see shapes.py)
+    outline_fraction: float = 0.0  # registration stage: share of real pairs whose moving outline moves (outline.py)
     freeze_features: bool = False  # registration stage: keep the fusion net's inputs (encoder, MFRH classifier)
     fusion_teacher: str = ""  # weights whose fusion of the aligned pair the fused image learns too ("" = none)
     teacher_weight: float = 1.0  # weight of that term (see losses.teacher_loss)
@@ -107,6 +109,11 @@ class TrainConfig:
                 "fractions) are for the registration stage only: the fusion must learn from real pairs "
                 "(random shapes also with a fusion teacher, which shows the fusion they should get)"
             )
+        if not 0 <= self.outline_fraction <= 1:
+            raise InputError(f"the outline fraction must be in [0, 1], got {self.outline_fraction:g}")
+        if self.outline_fraction and self.stage != "registration":
+            raise InputError("changed outlines (outline fraction) are for the registration stage only: the fusion "
+                             "must learn from the images as they are")
         if self.freeze_features and self.stage != "registration":
             raise InputError("freeze_features is an option of the registration stage")
         if self.fusion_teacher and self.stage == "registration":
@@ -599,7 +606,11 @@ class Trainer:
         fixed, label = make_batch(self.train_samples, indices, augment)
         mix = pair_mix(self.state.global_step, config.pretrain_steps, config.mono_fraction, config.synthetic_fraction,
                        config.pretrain_synthetic_fraction, config.shapes_fraction)
-        return mix_pairs(fixed, label, mix, augment)
+        batch = mix_pairs(fixed, label, mix, augment)
+        if config.outline_fraction:
+            batch = batch._replace(label=reshape_outlines(batch.label, config.outline_fraction, augment,
+                                                          eligible=batch.real_moving))
+        return batch
 
     def run(
         self,
