@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
 MAX_OUTLINE_CHANGE = 0.04
@@ -20,25 +21,17 @@ _SUPPORT_LEVEL = 0.1  # share of an image's maximum above which a pixel shows si
 _FILL_SIGMA = 0.06  # blur (share of the side) that closes the support's inner holes (ventricles)
 
 
-def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    radius = max(1, int(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1))
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1))
-
-
 def support(images: Tensor) -> Tensor:
     """Where (N,1,H,W) images show signal, inner holes closed: 1 inside the outline, 0 outside."""
     level = _SUPPORT_LEVEL * images.flatten(1).amax(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
     mask = (images > level).to(images.dtype)
-    return (_gaussian_blur(mask, _FILL_SIGMA * images.shape[-1]) > 0.5).to(images.dtype)
+    sigma = _FILL_SIGMA * images.shape[-1]
+    size = 2 * max(1, int(3 * sigma)) + 1
+    return (gaussian_blur2d(mask, (size, size), (sigma, sigma), border_type="replicate") > 0.5).to(images.dtype)
 
 
 def change_outline(images: Tensor, radius: Tensor) -> Tensor:
-    """Each (1,H,W) image with its outline moved outwards by ``radius`` px (negative: inwards; (N,) integers):
+    """Each of (N,1,H,W) ``images`` with its outline moved outwards by ``radius`` px (negative: inwards; (N,) integers):
     inwards the signal within that distance of the outline is faded out; outwards the edge's values are
     carried on by a maximum filter. Pixels farther inside than ``|radius|`` stay as they are."""
     inside = support(images)
