@@ -112,8 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     stages.add_argument(
         "--outline-fraction", type=float, default=0.0,
-        help="registration stage: share of the real pairs whose moving image has its outline grown or shrunk by up "
-        "to 4%% of the side, nothing moved, so that the registration cannot go by where the signal ends",
+        help="registration stage: share of the real pairs whose moving image has its outline shrunk by up to 4%% "
+        "of the side, nothing moved, so that the registration does not stretch images that end short",
     )
     stages.add_argument(
         "--freeze-features", action="store_true",

@@ -157,7 +157,7 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
         )
     if config.outline_fraction:
         curriculum += (
-            f" {config.outline_fraction:.0%} of the real pairs had the moving image's outline grown or shrunk (up to"
+            f" {config.outline_fraction:.0%} of the real pairs had the moving image's outline shrunk (by up to"
             f" {MAX_OUTLINE_CHANGE:.0%} of the side), nothing moved, so that where the signal ends is no cue."
         )
     if config.fusion_teacher:

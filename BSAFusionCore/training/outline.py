@@ -2,10 +2,11 @@
 
 The AANLIB PET images show the brain only, inside the MRI's bright scalp, and a registration trained
 on the two PET training heads learned where that edge sits relative to the MRI: on the built-in
-phantom, whose PET edge lies elsewhere, it pulls the edge outwards (docs/training.md, sixteenth
-session). Growing or shrinking the moving image's outline by a few pixels without moving anything
-(the true displacement unchanged) takes that cue away, so that the registration has to match what
-lies inside.
+phantom, whose PET ends farther inside the head, it pulls the edge outwards (docs/training.md,
+sixteenth session). Shrinking the moving image's outline by a few pixels without moving anything (the
+true displacement unchanged) shows it such images, so that where the signal ends is no cue to stretch
+them and what lies inside has to be matched. (Growing the outline was tried and left out: a maximum
+filter draws a bright band no scan shows.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
 MAX_OUTLINE_CHANGE = 0.04
-"""The largest change of the outline, as a share of the image side (5 px at 128)."""
+"""The largest shrinking of the outline, as a share of the image side (5 px at 128)."""
 _SUPPORT_LEVEL = 0.1  # share of an image's maximum above which a pixel shows signal
 _FILL_SIGMA = 0.06  # blur (share of the side) that closes the support's inner holes (ventricles)
 
@@ -30,37 +31,31 @@ def support(images: Tensor) -> Tensor:
     return (gaussian_blur2d(mask, (size, size), (sigma, sigma), border_type="replicate") > 0.5).to(images.dtype)
 
 
-def change_outline(images: Tensor, radius: Tensor) -> Tensor:
-    """Each of (N,1,H,W) ``images`` with its outline moved outwards by ``radius`` px (negative: inwards; (N,) integers):
-    inwards the signal within that distance of the outline is faded out; outwards the edge's values are
-    carried on by a maximum filter. Pixels farther inside than ``|radius|`` stay as they are."""
+def shrink_outline(images: Tensor, radius: Tensor) -> Tensor:
+    """Each of (N,1,H,W) ``images`` with its outline moved inwards by ``radius`` px ((N,) integers, 0 = as it
+    is): the signal within that distance of the outline fades out; pixels farther inside stay as they are."""
     inside = support(images)
     out = images.clone()
     for index, r in enumerate(radius.tolist()):
-        if r == 0:
-            continue
-        image, mask, k = images[index : index + 1], inside[index : index + 1], abs(int(r))
-        if r < 0:  # erode the support, fade the ring out
-            kept = 1 - F.max_pool2d(1 - mask, 2 * k + 1, stride=1, padding=k)
-            out[index] = (image * F.avg_pool2d(kept, 3, stride=1, padding=1, count_include_pad=False))[0]
-        else:  # carry the edge outwards
-            grown = F.max_pool2d(image * mask, 2 * k + 1, stride=1, padding=k)
-            out[index] = torch.where(mask > 0, image, torch.maximum(image, grown))[0]
+        if r > 0:
+            mask = inside[index : index + 1]
+            kept = 1 - F.max_pool2d(1 - mask, 2 * r + 1, stride=1, padding=r)  # the support eroded by r
+            smooth = F.avg_pool2d(kept, 3, stride=1, padding=1, count_include_pad=False)
+            out[index] = images[index] * smooth[0]
     return out
 
 
 def reshape_outlines(images: Tensor, fraction: float, generator: torch.Generator,
                      eligible: Tensor | None = None) -> Tensor:
     """``images`` with, for each with probability ``fraction`` (and ``eligible``, (N,) bool), the outline
-    moved by a random whole number of pixels up to :data:`MAX_OUTLINE_CHANGE` of the side, in or out.
-    The draws come from ``generator`` (CPU)."""
+    moved inwards by a random whole number of pixels up to :data:`MAX_OUTLINE_CHANGE` of the side. The
+    draws come from ``generator`` (CPU)."""
     n = images.shape[0]
     picked = torch.rand(n, generator=generator) < fraction
     largest = max(1, round(MAX_OUTLINE_CHANGE * images.shape[-1]))
     radius = torch.randint(1, largest + 1, (n,), generator=generator)
-    radius = torch.where(torch.rand(n, generator=generator) < 0.5, -radius, radius)
     if eligible is not None:
         picked &= eligible.cpu()
     if not picked.any():
         return images
-    return change_outline(images, torch.where(picked, radius, torch.zeros_like(radius)))
+    return shrink_outline(images, torch.where(picked, radius, torch.zeros_like(radius)))

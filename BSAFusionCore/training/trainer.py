@@ -87,7 +87,7 @@ class TrainConfig:
     synthetic_fraction: float = 0.0  # ... and of random-contrast pairs (see curriculum.PairMix)
     pretrain_synthetic_fraction: float = 0.5  # share of random-contrast pairs during pre-training (the rest mono)
     shapes_fraction: float = 0.0  # ... and of random-shape pairs (see shapes.py)
-    outline_fraction: float = 0.0  # registration stage: share of real pairs whose moving outline moves (outline.py)
+    outline_fraction: float = 0.0  # registration stage: share of real pairs whose moving outline shrinks (outline.py)
     freeze_features: bool = False  # registration stage: keep the fusion net's inputs (encoder, MFRH classifier)
     fusion_teacher: str = ""  # weights whose fusion of the aligned pair the fused image learns too ("" = none)
     teacher_weight: float = 1.0  # weight of that term (see losses.teacher_loss)

@@ -7,7 +7,7 @@ import torch
 
 from BSAFusionCore.errors import InputError
 from BSAFusionCore.examples import head_phantom
-from BSAFusionCore.training.outline import MAX_OUTLINE_CHANGE, change_outline, reshape_outlines, support
+from BSAFusionCore.training.outline import MAX_OUTLINE_CHANGE, reshape_outlines, shrink_outline, support
 from BSAFusionCore.training.trainer import TrainConfig
 
 
@@ -24,17 +24,18 @@ def test_the_support_closes_inner_holes() -> None:
     assert ventricles.sum() >= 8 and inside[0, 0][ventricles].all()  # dark, but inside
 
 
-def test_outlines_grow_and_shrink_and_leave_the_middle_alone() -> None:
+def test_outlines_shrink_and_the_middle_stays() -> None:
     image = _pet().repeat(3, 1, 1, 1)
-    changed = change_outline(image, torch.tensor([0, -3, 3]))
+    changed = shrink_outline(image, torch.tensor([0, 2, 5]))
     assert torch.equal(changed[0], image[0])
     area = [(c > 0.1 * image.max()).sum().item() for c in changed]
-    assert area[1] < area[0] < area[2]
+    assert area[2] < area[1] < area[0]
     deep = support(image[:1]).bool()[0, 0]
-    for _ in range(5):  # 5 px inside the outline
+    for _ in range(6):  # 6 px inside the outline
         deep = torch.nn.functional.max_pool2d((~deep).float()[None, None], 3, 1, 1)[0, 0] == 0
     for index in (1, 2):
         assert torch.equal(changed[index, 0][deep], image[index, 0][deep])
+    assert (changed <= image).all()  # nothing added
 
 
 def test_reshape_outlines_draws_from_its_generator_and_only_where_eligible() -> None:
@@ -43,8 +44,8 @@ def test_reshape_outlines_draws_from_its_generator_and_only_where_eligible() -> 
     again = reshape_outlines(images, 1.0, torch.Generator().manual_seed(3))
     assert torch.equal(first, again)
     assert all(not torch.equal(first[i], images[i]) for i in range(8))  # every one changed, by 1 px or more
-    grown = (first > 0.1).flatten(1).sum(1) - (images > 0.1).flatten(1).sum(1)
-    assert grown.abs().max() < 4 * MAX_OUTLINE_CHANGE * 64 * 64  # at most a ring of that width
+    lost = (images > 0.1).flatten(1).sum(1) - (first > 0.1).flatten(1).sum(1)
+    assert (lost > 0).all() and lost.max() < 4 * MAX_OUTLINE_CHANGE * 64 * 64  # at most a ring of that width
     eligible = torch.tensor([True, False] * 4)
     some = reshape_outlines(images, 1.0, torch.Generator().manual_seed(3), eligible=eligible)
     assert all(torch.equal(some[i], images[i]) for i in range(1, 8, 2))
