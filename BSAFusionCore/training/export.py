@@ -176,7 +176,7 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
             "(everything the fusion net reads), so their trained fusion stays valid; Transfer and BSFA learned "
             "to register."
         )
-    pairs = ", ".join(f"{m}-MRI" for m in config.modality.split(","))
+    pairs = _pairs(config.modality)
     lines = [
         f"# BSAFusion weights for {f'{modality}-MRI' if modality else pairs}: `{weights_name}`",
         "",
@@ -273,7 +273,8 @@ def model_card(config: TrainConfig, state: TrainState, weights_name: str, workin
     for number, record in enumerate(history, start=1):
         if record["curve"]:
             this = " (this stage)" if number == len(history) else ""
-            title = f"Learning curve of stage {number}, {record['stage']}{this} (held-out {_pairs(record)} pairs)"
+            held_out = _pairs(record.get("modality"))
+            title = f"Learning curve of stage {number}, {record['stage']}{this} (held-out {held_out} pairs)"
             lines += _curve_lines(record["curve"], title)
     return "\n".join(lines) + "\n"
 
@@ -293,7 +294,7 @@ def _stage_lines(history: list[dict]) -> list[str]:
         size = record.get("image_size")
         lines.append(
             f"| {number} | {record['stage']}{' (features frozen)' if record.get('freeze_features') else ''} "
-            f"| {_pairs(record)} | {record.get('init_weights') or 'random initialisation'} "
+            f"| {_pairs(record.get('modality'))} | {record.get('init_weights') or 'random initialisation'} "
             f"| {f'{size}x{size}' if size else '?'} "
             f"| {record.get('batch_size') or '?'} | {record.get('steps') or '?'} "
             f"| {record.get('training_hours', '?')} | {record.get('hardware') or '?'} | {last} |"
@@ -301,9 +302,8 @@ def _stage_lines(history: list[dict]) -> list[str]:
     return lines
 
 
-def _pairs(record: dict) -> str:
-    """The pairs a stage trained on and validated with, e.g. ``CT-MRI`` or ``PET-MRI, SPECT-MRI``."""
-    modality = record.get("modality")
+def _pairs(modality: str | None) -> str:
+    """The pairs of a run's ``modality`` (``CT`` or ``PET,SPECT``), e.g. ``CT-MRI`` or ``PET-MRI, SPECT-MRI``."""
     return ", ".join(f"{name}-MRI" for name in modality.split(",")) if modality else "?"
 
 
@@ -378,8 +378,8 @@ def _fusion_source(source: str | Path, config: TrainConfig) -> FusionModel:
     fusion = load_model(source, device="cpu")
     trained = config.modality.split(",")
     if fusion.modality is not None and fusion.modality not in trained:
-        raise InputError(f"{source} fuses {fusion.modality}-MRI, this run registers "
-                         f"{', '.join(f'{m}-MRI' for m in trained)}: give weights for {' or '.join(trained)}")
+        raise InputError(f"{source} fuses {fusion.modality}-MRI, this run registers {_pairs(config.modality)}: "
+                         f"give weights for {' or '.join(trained)}")
     return fusion
 
 
