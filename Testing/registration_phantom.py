@@ -24,14 +24,13 @@ import numpy as np
 import torch
 
 import BSAFusionCore as bf
-from BSAFusionCore.deformation import invert_displacement
-from BSAFusionCore.examples import example_pair, head_phantom
 from BSAFusionCore.metrics import fusion_metrics
 from BSAFusionCore.metrics.registration import ncc
 from BSAFusionCore.model import FusionModel, model_from_network
 from BSAFusionCore.network import BSAFusionNet
 from BSAFusionCore.options import MODALITIES
 from BSAFusionCore.training.trainer import checkpoint_weights, load_checkpoint
+from BSAFusionCore.training.validation import make_phantom_set
 
 
 def load(source: str, size: int) -> FusionModel:
@@ -52,11 +51,10 @@ def phantom_figures(model: FusionModel, size: int, seeds: list[int], modality: s
     """The figures above; the moving phantom in ``modality`` (default: the model's, else CT)."""
     modality = modality or model.modality or "CT"
     rows = []
-    aligned = head_phantom(size, modality)
-    for seed in seeds:
-        mri, moving, displacement = example_pair(size, seed, modality)
-        field = torch.from_numpy(displacement).permute(2, 0, 1)[None]
-        truth = invert_displacement(field)[0].permute(1, 2, 0).numpy()
+    data = make_phantom_set([modality], size, tuple(seeds))  # as the training validation has them
+    for index, seed in enumerate(seeds):
+        mri, moving, aligned = data.fixed[index, 0].numpy(), data.moving[index, 0].numpy(), data.label[index, 0].numpy()
+        truth = data.true_flow[index].permute(1, 2, 0).numpy()
         result = bf.fuse_images(mri, moving, model)
         rows.append({
             "seed": seed,
@@ -65,7 +63,7 @@ def phantom_figures(model: FusionModel, size: int, seeds: list[int], modality: s
             "ncc": float(ncc(result.warped, aligned)),
             "ncc_none": float(ncc(moving, aligned)),
         })
-    mri = head_phantom(size, "MRI")
+    mri, aligned = data.fixed[0, 0].numpy(), data.label[0, 0].numpy()
     result = bf.fuse_images(mri, aligned, model)
     fused, motion = result.fused, np.linalg.norm(result.displacement, axis=2)
     ours, average = fusion_metrics(mri, aligned, fused), fusion_metrics(mri, aligned, (mri + aligned) / 2)

@@ -67,12 +67,12 @@ PHANTOM_SEEDS = (0, 1, 2)
 PHANTOM_FIGURES = ("epe", "epe_unregistered", "ncc", "ncc_unregistered", "aligned_motion")
 
 
-def make_phantom_set(modalities: list[str], size: int) -> ValidationSet:
+def make_phantom_set(modalities: list[str], size: int, seeds: tuple[int, ...] = PHANTOM_SEEDS) -> ValidationSet:
     """The built-in head phantom (MRI against each modality's contrast) under its known deformations
-    (:func:`~BSAFusionCore.examples.example_pair`): anatomy no training run has seen."""
+    (:func:`~BSAFusionCore.examples.example_pair` of each seed): anatomy no training run has seen."""
     fixed, label, moving, displacement, groups = [], [], [], [], []
     for modality in modalities:
-        for seed in PHANTOM_SEEDS:
+        for seed in seeds:
             mri, deformed, field_ = example_pair(size, seed, modality)
             fixed.append(mri)
             label.append(head_phantom(size, modality))
