@@ -29,7 +29,7 @@ AMP=bf16; [ "$DEVICE" = "cpu" ] && AMP=auto
 VAL_EVERY=$(( EPOCHS / 8 > 0 ? EPOCHS / 8 : 1 ))
 for MODALITY in ${MODALITIES//,/ }; do
     case $MODALITY in  # the pair mix each shipped registration was trained with (docs/training.md)
-        CT) MIX="--mono-fraction 0.25 --shapes-fraction 0.25 --aligned-fraction 0.4" ;;
+        CT) MIX="--shapes-fraction 0.15 --aligned-fraction 0.4" ;;
         PET) MIX="--outline-fraction 0.5 --aligned-fraction 0.25" ;;
         *) MIX="--aligned-fraction 0.25" ;;
     esac
