@@ -676,7 +676,10 @@ class Trainer:
         return state
 
     def _samples_per_s(self, samples: int, since: float) -> float:
-        """Training speed of this epoch so far (``samples`` per process since ``since``), every process together."""
+        """Training speed of this epoch so far (``samples`` per process since ``since``), every process together;
+        NaN (not measured) when this process trained none of it, as for an epoch resumed at its last step."""
+        if samples == 0:
+            return float("nan")
         return samples * self.dist.world / max(time.perf_counter() - since, 1e-9)
 
     @property

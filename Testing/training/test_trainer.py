@@ -105,6 +105,18 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     ]
 
 
+def test_an_epoch_resumed_at_its_last_step_logs_no_speed(tmp_path: Path) -> None:
+    """Stopped after an epoch's last step, before its end: the resumed process trains none of that epoch,
+    so its row says the speed was not measured instead of 0 samples/s."""
+    train = _samples(4)
+    Trainer(_config(tmp_path, max_steps=2), train, []).run()
+    resumed = Trainer(_config(tmp_path), train, [])
+    resumed.resume()
+    resumed.run()
+    speeds = [float(row["samples_per_s"]) for row in csv.DictReader((tmp_path / LOG_CSV).open())]
+    assert len(speeds) == 2 and speeds[0] != speeds[0] and speeds[1] > 0  # NaN, then measured
+
+
 def test_validation_logs_and_checkpoints(tmp_path: Path) -> None:
     size = 48  # the fusion metrics need images of 41 pixels or more
     trainer = Trainer(
