@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import threading
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def test_an_epoch_resumed_at_its_last_step_logs_no_speed(tmp_path: Path) -> None
     resumed.resume()
     resumed.run()
     speeds = [float(row["samples_per_s"]) for row in csv.DictReader((tmp_path / LOG_CSV).open())]
-    assert len(speeds) == 2 and speeds[0] != speeds[0] and speeds[1] > 0  # NaN, then measured
+    assert len(speeds) == 2 and math.isnan(speeds[0]) and speeds[1] > 0
 
 
 def test_validation_logs_and_checkpoints(tmp_path: Path) -> None:
