@@ -3,12 +3,13 @@
 On held-out aanlib cases deformed as ``bsafusion evaluate --aligned ... --seed S`` deforms them (the
 same cases, fields and EPE), for given weights:
 
-- **where**: the EPE inside the head (the MRI's filled outline) and outside it, each against no
-  registration; the error of the field's mean over the image (what a global translation would fix),
-  and the EPE the prediction would have with its mean replaced by the true one; the calibration of
-  the prediction inside the head (the least-squares slope of the predicted field on the true one, and
-  of the true on the predicted: a slope of truth-on-prediction near 1 means the prediction is not
-  shrunk, the other slope is the share of the field it explains);
+- **where**: the EPE inside the head (the MRI above 5 % of full intensity, closed and filled) and
+  outside it, each against no registration; the error of the field's mean over the image (what a global
+  translation would fix), and the EPE the prediction would have with its mean replaced by the true one;
+  the calibration of the prediction inside the head (the least-squares slopes, through the origin, of
+  the predicted field on the true one and of the true on the predicted: a truth-on-prediction slope near
+  1 means the prediction is not shrunk; the product of the two is the share of the field's second moment
+  that the prediction explains);
 - **passes**: the registration run again on the moving image warped by the result so far, the fields
   composed (``u = step + total(x + step)``), for 1 to ``--passes`` passes;
 - **dihedral**: the displacement averaged over the pair turned by 0/90/180/270 degrees (and mirrored),
