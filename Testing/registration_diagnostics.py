@@ -91,8 +91,8 @@ def diagnose(model: FusionModel, case: EvalCase, passes: int) -> dict[str, float
         step = register(model, fixed, warp_image(moving, total))
         total = step + warp_image(total, step)
         row[f"passes_{k}"] = epe(as_hw2(total), truth)
-    turned = [turn_field_back(register(model, turn(fixed, q, m), turn(moving, q, m)), q, m)
-              for m in (False, True) for q in range(4)]
+    turned = [first] + [turn_field_back(register(model, turn(fixed, q, m), turn(moving, q, m)), q, m)
+                        for m in (False, True) for q in range(4) if q or m]  # the unturned pair is ``first``
     row["dihedral_4"] = epe(as_hw2(torch.stack(turned[:4]).mean(0)), truth)
     row["dihedral_8"] = epe(as_hw2(torch.stack(turned).mean(0)), truth)
     return row
