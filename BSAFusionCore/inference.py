@@ -3,6 +3,7 @@ images (:func:`fuse_images`) at the model's working size, results back at the in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,12 @@ from .geometry import compose_with_prealignment, overlap_fraction, pixel_image, 
 from .memory import DEFAULT_MAX_MEMORY_GB, check_2d_memory
 from .model import FusionModel, as_model
 from .network import resize_flow, resize_image, warp_image
-from .options import DEFAULT_PREALIGN_2D, MIN_SIZE
+from .options import DEFAULT_PREALIGN_2D, MIN_SIZE, RefineOptions, check_refine_request, refine_warning
 from .prealign import check_prealign_mode
 from .prealign import prealign as run_prealignment
+from .refinement import refine_displacement
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,7 +77,8 @@ def check_pair(fixed: Tensor, moving: Tensor) -> None:
 
 
 def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *,
-               zero_displacement: bool = False, with_warped: bool = True) -> BatchFusion:
+               zero_displacement: bool = False, with_warped: bool = True,
+               refine: bool | RefineOptions = False) -> BatchFusion:
     """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
 
     The network runs at ``model.image_size``; results come back at the input size, with the
@@ -84,10 +89,15 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     ``zero_displacement=True`` fuses without registering; weights that do not register
     (``model.registers`` False) always take that path, which skips the registration net and gives the
     same result. ``with_warped=False`` skips returning the warped moving image (for callers that warp it
-    themselves, as the volume pipeline does in 3-D).
+    themselves, as the volume pipeline does in 3-D). ``refine`` (True, or :class:`RefineOptions`) fits a
+    smooth correction of the network's displacement to each pair (``BSAFusionCore.refinement``; measured to
+    help CT only, see ``REFINE_MODALITIES``) before the fusion, which then runs on the warped moving image
+    (the second pass above); weights that do not register ignore it, and with ``zero_displacement`` it is
+    refused.
     """
     check_pair(fixed, moving)
-    return _fuse_checked(as_model(model), fixed, moving, zero_displacement, with_warped)
+    refinement = check_refine_request(refine, zero_displacement)
+    return _fuse_checked(as_model(model), fixed, moving, zero_displacement, with_warped, refinement)
 
 
 def _run_network(model: FusionModel, fixed: Tensor, moving: Tensor, *, fuse: bool = True,
@@ -111,7 +121,7 @@ def _run_network(model: FusionModel, fixed: Tensor, moving: Tensor, *, fuse: boo
 
 @torch.inference_mode()
 def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displacement: bool,
-                  with_warped: bool = True) -> BatchFusion:
+                  with_warped: bool = True, refine: RefineOptions | None = None) -> BatchFusion:
     """:func:`fuse_batch` on a pair :func:`check_pair` has accepted."""
     register = not zero_displacement and model.registers
     shape = tuple(fixed.shape[-2:])
@@ -126,12 +136,15 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
         fused_w, _ = _run_network(model, fixed_w, resize_image(source[:, :1], (size, size)), register=False)
         displacement = fixed.new_zeros(fixed.shape[0], 2, *shape)
         moved = source
-    elif not model.two_passes:
+    elif not model.two_passes and refine is None:
         fused_w, flow = _run_network(model, fixed_w, resize_image(source[:, :1], (size, size)))
         displacement = resize_flow(flow, shape)
     else:
         square = (registration_size, registration_size)
         _, flow = _run_network(model, resize_image(fixed, square), resize_image(source[:, :1], square), fuse=False)
+        if refine is not None:  # at the working size: the registration's may be coarser
+            moving_w = resize_image(source[:, :1], (size, size))
+            flow = refine_displacement(fixed_w, moving_w, resize_flow(flow, (size, size)), refine)
         displacement = resize_flow(flow, shape)
         moved = warp_image(source, displacement)
         fused_w, _ = _run_network(model, fixed_w, resize_image(moved[:, :1], (size, size)), register=False)
@@ -159,7 +172,7 @@ def _image_tensor(image: np.ndarray, name: str) -> Tensor:
 
 def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str | Path, *,
                 prealign: str = DEFAULT_PREALIGN_2D, max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB,
-                zero_displacement: bool = False) -> FusionResult:
+                zero_displacement: bool = False, refine: bool | RefineOptions = False) -> FusionResult:
     """Register and fuse one pair: ``fixed`` (H, W) MRI, ``moving`` (H, W) or (H, W, 3) RGB, in [0, 1].
 
     ``model``: a loaded :class:`FusionModel`, a bundled name ("CT", "PET", "SPECT") or a weights path.
@@ -168,9 +181,10 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
     default, for pairs that are roughly aligned) gives the pair to the network as it is. The
     displacement and the warped image include the pre-alignment (the moving image is resampled
     once). A pair whose estimated memory exceeds ``max_memory_gb`` (None: no limit) is refused
-    before any work.
+    before any work. ``refine``: as in :func:`fuse_batch`.
     """
     check_prealign_mode(prealign)
+    refinement = check_refine_request(refine, zero_displacement)
     if np.asarray(fixed).ndim != 2:
         raise InputError(f"fixed must be a 2D (H, W) grayscale image, got shape {np.asarray(fixed).shape}")
     height, width = np.asarray(fixed).shape
@@ -183,10 +197,12 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
             raise InputError(f"the {name} image has a single intensity value ({float(image.min()):g}); "
                              "it has no contrast to register or fuse")
     model = as_model(model)
+    if warning := refine_warning(refinement, model.modality):
+        log.warning(warning)
     fixed_image, moving_image = pixel_image(np.asarray(fixed)), pixel_image(np.asarray(moving))
     transform = run_prealignment(fixed_image, moving_image, prealign)
     if transform is None:
-        out = _fuse_checked(model, fixed_t, moving_t, zero_displacement)
+        out = _fuse_checked(model, fixed_t, moving_t, zero_displacement, refine=refinement)
         warped, displacement = out.warped, out.displacement
     else:
         if overlap_fraction(fixed_image, moving_image, transform) == 0.0:
@@ -195,7 +211,7 @@ def fuse_images(fixed: np.ndarray, moving: np.ndarray, model: FusionModel | str 
         points = pixel_points(height, width)
         to_moving = compose_with_prealignment(np.zeros_like(points), points, transform)
         prealigned = warp_image(moving_t, _displacement_tensor(to_moving))
-        out = _fuse_checked(model, fixed_t, prealigned, zero_displacement, with_warped=False)
+        out = _fuse_checked(model, fixed_t, prealigned, zero_displacement, with_warped=False, refine=refinement)
         displacement = _displacement_tensor(compose_with_prealignment(_as_hw2(out.displacement), points, transform))
         warped = warp_image(moving_t, displacement)
 

@@ -49,6 +49,7 @@ from BSAFusionCore.options import (  # noqa: E402
     DEFAULT_PREALIGN,
     MODALITIES,
     PREALIGN_MODES,
+    REFINE_MODALITIES,
     SLICE_AXIS_CHOICES,
 )
 
@@ -90,6 +91,7 @@ class BSAFusionSlicerParameterNode:
     modelFile: Path
     prealign: Annotated[str, Choice(list(PREALIGN_MODES))] = DEFAULT_PREALIGN
     fuseOnly: bool = False
+    refine: bool = False
     sliceAxis: Annotated[str, Choice(list(SLICE_AXIS_CHOICES))] = SLICE_AXIS_CHOICES[0]
     ctWindow: Annotated[str, Choice(list(CT_WINDOW_CHOICES))] = CT_WINDOW_AUTO
     colorFusion: bool = False
@@ -110,6 +112,7 @@ def panel_settings(parameters: BSAFusionSlicerParameterNode) -> PanelSettings:
         model_file="" if model_file == "." else model_file,
         prealign=parameters.prealign,
         fuse_only=parameters.fuseOnly,
+        refine=parameters.refine,
         slice_axis=parameters.sliceAxis,
         ct_window=parameters.ctWindow,
         color_fusion=parameters.colorFusion,
@@ -149,6 +152,7 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.movingVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onMovingVolumeChanged)
         self.ui.modalityComboBox.connect("currentIndexChanged(int)", self.updateEnabledOptions)
         self.ui.modelSourceComboBox.connect("currentIndexChanged(int)", self.updateEnabledOptions)
+        self.ui.fuseOnlyCheckBox.connect("toggled(bool)", self.updateEnabledOptions)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.advancedCollapsibleGroupBox.connect("toggled(bool)", self.onAdvancedToggled)
         self.initializeParameterNode()
@@ -196,6 +200,7 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateEnabledOptions(self, *_) -> None:
         modality = self.ui.modalityComboBox.currentText
         self.ui.ctWindowComboBox.enabled = modality == "CT"
+        self.ui.refineCheckBox.enabled = modality in REFINE_MODALITIES and not self.ui.fuseOnlyCheckBox.checked
         self.ui.colorFusionCheckBox.enabled = modality in ("PET", "SPECT")
         self.ui.colormapComboBox.enabled = modality in ("PET", "SPECT")
         self.ui.modelPathLineEdit.enabled = self.ui.modelSourceComboBox.currentText == "file"
@@ -417,8 +422,8 @@ class BSAFusionSlicerLogic(ScriptedLoadableModuleLogic):
     ) -> OutputNodes:
         """Register and fuse; creates missing output nodes and returns ``(fused, warped, transform)``.
 
-        ``options``: ``model``, ``device``, ``prealign``, ``fuse_only``, ``axis``, ``ct_window``, ``color_fusion``,
-        ``colormap``, ``percentiles``, ``batch_size``, ``cancel`` (see ``BSAFusionSlicerLib.logic``).
+        ``options``: ``model``, ``device``, ``prealign``, ``fuse_only``, ``refine``, ``axis``, ``ct_window``,
+        ``color_fusion``, ``colormap``, ``percentiles``, ``batch_size``, ``cancel`` (see ``BSAFusionSlicerLib.logic``).
         """
         started = time.monotonic()
         nodes = process(

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "benchmark", help="compare the model with no registration and with SimpleITK B-spline + fusion",
         description="Run three methods on the same cases: the fusion branch on the unaligned images, SimpleITK "
                     "multi-resolution B-spline registration (Mattes mutual information) followed by the fusion "
-                    "branch, and the single-stage model. Writes the files of `bsafusion evaluate`.",
+                    "branch, and the single-stage model (with --refine also the model with its registration "
+                    "refined on each pair). Writes the files of `bsafusion evaluate`.",
     )
     add_testset_arguments(parser)
     defaults = BSplineSettings()
@@ -26,4 +27,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     settings = BSplineSettings(mesh_size=args.bspline_mesh, iterations=args.bspline_iterations)
-    return run_and_write(args, benchmark_methods(settings), "BSAFusion benchmark")
+    return run_and_write(args, benchmark_methods(settings, refine=args.refine), "BSAFusion benchmark")

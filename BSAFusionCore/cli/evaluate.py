@@ -13,12 +13,14 @@ import torch
 
 from ..evaluation import (
     SINGLE_STAGE,
+    SINGLE_STAGE_REFINED,
     CaseResult,
     EvalCase,
     evaluate,
     generated_cases,
     load_folder_cases,
     single_stage,
+    single_stage_refined,
     write_results,
 )
 from ..evaluation.methods import Method
@@ -46,6 +48,8 @@ def add_testset_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --aligned: elastic magnitude of the generator (default 1.0, as in training)")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--no-plots", action="store_true", help="skip the box plots")
+    parser.add_argument("--refine", action="store_true",
+                        help="also run the network with its registration refined on each pair (fuse --refine)")
     add_model_arguments(parser)
 
 
@@ -107,4 +111,5 @@ def run_and_write(args: argparse.Namespace, methods: dict[str, Method], title: s
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    return run_and_write(args, {SINGLE_STAGE: single_stage}, "BSAFusion evaluation")
+    methods = {SINGLE_STAGE: single_stage} | ({SINGLE_STAGE_REFINED: single_stage_refined} if args.refine else {})
+    return run_and_write(args, methods, "BSAFusion evaluation")

@@ -87,14 +87,14 @@ def fuse_2d(args: argparse.Namespace) -> int:
 def _fuse_into(out: Path, fixed: np.ndarray, moving: np.ndarray, model, args: argparse.Namespace) -> float:
     start = time.perf_counter()
     result = fuse_images(fixed, moving, model, prealign=args.prealign or DEFAULT_PREALIGN_2D,
-                         max_memory_gb=args.max_memory, zero_displacement=args.fuse_only)
+                         max_memory_gb=args.max_memory, zero_displacement=args.fuse_only, refine=args.refine)
     seconds = time.perf_counter() - start
     write_image(out / "fused.png", result.fused)
     write_image(out / "warped.png", result.warped)
     np.save(out / "displacement.npy", result.displacement.astype(np.float32))
     write_json(out / "fusion.json", run_record(
         fixed=str(args.fixed), moving=str(args.moving), weights=model.source, device=str(model.device),
-        model=model.metadata, seconds=round(seconds, 4), fuse_only=args.fuse_only,
+        model=model.metadata, seconds=round(seconds, 4), fuse_only=args.fuse_only, refine=args.refine,
         prealignment=describe_transform(result.prealignment),
         displacement="pixels, [..., 0] along columns (x), [..., 1] along rows (y); the pre-alignment included",
     ))

@@ -14,7 +14,7 @@ from ..options import (
 )
 
 DEFAULTS = VolumeOptions()
-ALSO_FOR_2D = frozenset({"prealign", "fuse_only"})
+ALSO_FOR_2D = frozenset({"prealign", "fuse_only", "refine"})
 """The volume options that also apply to a pair of 2D images."""
 
 
@@ -29,6 +29,10 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fuse-only", action="store_true",
                        help="fuse without the network's registration, for images already aligned (after the "
                             "pre-alignment, if any): the displacement is that of the pre-alignment alone")
+    group.add_argument("--refine", action="store_true",
+                       help="refine the network's registration of each pair (slice) by fitting a smooth correction "
+                            "to its edges: CT only (held-out EPE 0.90 -> 0.79 x no registration), about 0.6 s per "
+                            "slice on 2 CPU cores; see docs/registration_refinement.md")
     group.add_argument("--axis", type=int, choices=(0, 1, 2), default=DEFAULTS.axis,
                        help="ITK index axis to slice through (default: the one nearest inferior-superior)")
     group.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window,
@@ -45,7 +49,8 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def volume_options(args: argparse.Namespace) -> VolumeOptions:
     return VolumeOptions(
-        prealign=args.prealign or DEFAULTS.prealign, fuse_only=args.fuse_only, axis=args.axis, ct_window=args.ct_window,
+        prealign=args.prealign or DEFAULTS.prealign, fuse_only=args.fuse_only, refine=args.refine, axis=args.axis,
+        ct_window=args.ct_window,
         color_fusion=args.color_fusion,
         colormap=args.colormap, percentiles=tuple(args.percentiles), batch_size=args.batch_size,
     )

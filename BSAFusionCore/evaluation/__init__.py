@@ -5,11 +5,13 @@ from .methods import (
     BSPLINE_FUSION,
     NO_REGISTRATION,
     SINGLE_STAGE,
+    SINGLE_STAGE_REFINED,
     MethodOutput,
     benchmark_methods,
     bspline_then_fusion,
     no_registration,
     single_stage,
+    single_stage_refined,
 )
 from .run import CaseResult, evaluate
 from .testset import EvalCase, deformed_case, generated_cases, load_folder_cases
@@ -19,6 +21,7 @@ __all__ = [
     "BSPLINE_FUSION",
     "NO_REGISTRATION",
     "SINGLE_STAGE",
+    "SINGLE_STAGE_REFINED",
     "BSplineSettings",
     "CaseResult",
     "EvalCase",
@@ -31,5 +34,6 @@ __all__ = [
     "load_folder_cases",
     "no_registration",
     "single_stage",
+    "single_stage_refined",
     "write_results",
 ]

@@ -36,8 +36,10 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return channels_last(rgb_to_ycbcr(channels_first(image))[:, :1])
 
 
-def _fuse(model: FusionModel, fixed: np.ndarray, moving: np.ndarray, zero_displacement: bool) -> BatchFusion:
-    return fuse_batch(model, channels_first(fixed), channels_first(moving), zero_displacement=zero_displacement)
+def _fuse(model: FusionModel, fixed: np.ndarray, moving: np.ndarray, zero_displacement: bool,
+          refine: bool = False) -> BatchFusion:
+    return fuse_batch(model, channels_first(fixed), channels_first(moving), zero_displacement=zero_displacement,
+                      refine=refine)
 
 
 def _output(out: BatchFusion, seconds: float) -> MethodOutput:
@@ -49,6 +51,13 @@ def single_stage(model: FusionModel, case: EvalCase) -> MethodOutput:
     """The BSAFusion network registering and fusing in one pass."""
     start = time.perf_counter()
     out = _fuse(model, case.fixed, case.moving, zero_displacement=False)
+    return _output(out, time.perf_counter() - start)
+
+
+def single_stage_refined(model: FusionModel, case: EvalCase) -> MethodOutput:
+    """The network's registration refined on the pair (``BSAFusionCore.refinement``), then the fusion."""
+    start = time.perf_counter()
+    out = _fuse(model, case.fixed, case.moving, zero_displacement=False, refine=True)
     return _output(out, time.perf_counter() - start)
 
 
@@ -74,14 +83,16 @@ def bspline_then_fusion(settings: BSplineSettings | None = None) -> Method:
 
 
 SINGLE_STAGE = "BSAFusion (single stage)"
+SINGLE_STAGE_REFINED = "BSAFusion + refinement"
 NO_REGISTRATION = "no registration + fusion"
 BSPLINE_FUSION = "B-spline (SimpleITK) + fusion"
 
 
-def benchmark_methods(settings: BSplineSettings | None = None) -> dict[str, Method]:
-    """The three methods of ``bsafusion benchmark``, by display name."""
-    return {
+def benchmark_methods(settings: BSplineSettings | None = None, refine: bool = False) -> dict[str, Method]:
+    """The methods of ``bsafusion benchmark``, by display name (the refined network too with ``refine``)."""
+    methods = {
         NO_REGISTRATION: no_registration,
         BSPLINE_FUSION: bspline_then_fusion(settings),
         SINGLE_STAGE: single_stage,
     }
+    return methods | ({SINGLE_STAGE_REFINED: single_stage_refined} if refine else {})

@@ -34,6 +34,9 @@ from ..options import (
     DEFAULT_PERCENTILES,
     DEFAULT_PREALIGN,
     MIN_SIZE,
+    RefineOptions,
+    check_refine_request,
+    refine_warning,
 )
 from ..prealign import check_prealign_mode, describe_transform
 from ..prealign import prealign as run_prealignment
@@ -68,6 +71,7 @@ def fuse_volumes(
     *,
     prealign: str = DEFAULT_PREALIGN,
     fuse_only: bool = False,
+    refine: bool | RefineOptions = False,
     axis: int | None = None,
     ct_window: str | None = CT_WINDOW_AUTO,
     color_fusion: bool = False,
@@ -84,12 +88,14 @@ def fuse_volumes(
     moving volume in its own units resampled through ``displacement`` (LPS mm, float64 vectors,
     pre-alignment included), and ``record`` says what was run. A rigid 3-D pre-alignment runs by
     default (``prealign="none"`` skips it); ``fuse_only=True`` skips the network's in-plane registration
-    (for volumes aligned by then: the displacement is the pre-alignment's). A CT moving volume (the
+    (for volumes aligned by then: the displacement is the pre-alignment's); ``refine`` refines the network's
+    in-plane displacement of each slice (as in :func:`~BSAFusionCore.fuse_batch`). A CT moving volume (the
     model's modality, or any given ``ct_window``) is mapped by a Hounsfield window (``"auto"``: soft
     tissue), its padding as background. Volumes whose estimated memory need exceeds ``max_memory_gb``
     (None: no limit) are refused before any work.
     """
     started = time.perf_counter()
+    refinement = check_refine_request(refine, fuse_only)
     ct_window = ct_window or CT_WINDOW_AUTO
     rgb_moving = _check_inputs(fixed, moving, prealign, ct_window, color_fusion, colormap, batch_size)
     stored = sum(image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
@@ -97,6 +103,8 @@ def fuse_volumes(
     check_volume_memory([fixed.GetSize(), moving.GetSize()], stored, batch_size, max_memory_gb)
     if isinstance(model, str):
         model = load_model(model)
+    if warning := refine_warning(refinement, model.modality):
+        log.warning(warning)
     moving_is_ct = not rgb_moving and (model.modality == "CT" or ct_window != CT_WINDOW_AUTO)
     if moving_is_ct and model.modality not in (None, "CT"):
         raise InputError(f"CT windows apply to a CT moving volume; these weights are for {model.modality} "
@@ -118,7 +126,7 @@ def fuse_volumes(
         raise InputError(f"the fixed and moving volumes do not overlap in physical space{hint}")
 
     slicer = _SliceFuser(fixed, moving, model, axes, transform, fixed_range, moving_range, rgb_moving,
-                         colormap if color_fusion else None, fuse_only)
+                         colormap if color_fusion else None, fuse_only, refinement)
     count = fixed.GetSize()[axes.axis]
     for start in range(0, count, batch_size):
         check_cancel(cancel)
@@ -130,7 +138,8 @@ def fuse_volumes(
         "model": {"source": getattr(model, "source", None), "modality": model.modality,
                   "image_size": model.image_size, "metadata": model.metadata},
         "options": {
-            "prealign": prealign, "fuse_only": fuse_only, "axis": axes.axis, "ct_window": ct_window,
+            "prealign": prealign, "fuse_only": fuse_only, "refine": refinement is not None, "axis": axes.axis,
+            "ct_window": ct_window,
             "color_fusion": color_fusion,
             "colormap": colormap, "percentiles": list(percentiles), "batch_size": batch_size,
         },
@@ -202,13 +211,13 @@ class _SliceFuser:
     def __init__(
         self, fixed: sitk.Image, moving: sitk.Image, model: FusionModel, axes: SliceAxes,
         transform: sitk.Transform | None, fixed_range: IntensityRange, moving_range: IntensityRange,
-        rgb_moving: bool, colormap: str | None, fuse_only: bool = False,
+        rgb_moving: bool, colormap: str | None, fuse_only: bool = False, refine: RefineOptions | None = None,
     ) -> None:
         self.fixed, self.moving, self.model, self.axes = fixed, moving, model, axes
         self.transform = transform or sitk.Transform(3, sitk.sitkIdentity)
         self.prealignment = transform
         self.fixed_range, self.moving_range = fixed_range, moving_range
-        self.rgb_moving, self.colormap, self.fuse_only = rgb_moving, colormap, fuse_only
+        self.rgb_moving, self.colormap, self.fuse_only, self.refine = rgb_moving, colormap, fuse_only, refine
         self.fixed_slices = slices_of(sitk.GetArrayViewFromImage(fixed), axes)
         self.outside_value = float(np.min(sitk.GetArrayViewFromImage(moving)))
         colour_out = rgb_moving or colormap is not None
@@ -230,7 +239,7 @@ class _SliceFuser:
         if active.any():
             out = fuse_batch(self.model, torch.from_numpy(fixed_n[active][:, None]),
                              torch.from_numpy(moving_n[active]), zero_displacement=self.fuse_only,
-                             with_warped=False)  # warped in 3-D below
+                             with_warped=False, refine=self.refine or False)  # warped in 3-D below
             fused[active] = out.fused.numpy()
             flow[active] = out.displacement.numpy()
             self.fused_slices += int(active.sum())

@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> None:
     if not any(outputs):
         raise InputError("no output was asked for (--fused, --warped, --displacement or --record)")
     options = VolumeOptions(
-        prealign=args.prealign, fuse_only=args.fuseOnly, axis=slice_axis_index(args.axis), ct_window=args.ctWindow,
+        prealign=args.prealign, fuse_only=args.fuseOnly, refine=args.refine, axis=slice_axis_index(args.axis),
+        ct_window=args.ctWindow,
         color_fusion=args.colorFusion, colormap=args.colormap,
         percentiles=(args.lowPercentile, args.highPercentile), batch_size=args.batchSize,
     )

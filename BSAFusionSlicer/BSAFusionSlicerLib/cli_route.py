@@ -13,6 +13,7 @@ CLI_NAMES = {
     "model": "weights",
     "prealign": "prealign",
     "fuse_only": "fuseOnly",
+    "refine": "refine",
     "axis": "axis",
     "ct_window": "ctWindow",
     "color_fusion": "colorFusion",

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 PIPELINE_OPTIONS = (
     "prealign",
     "fuse_only",
+    "refine",
     "axis",
     "ct_window",
     "color_fusion",

@@ -28,10 +28,11 @@ class PanelSettings:
     device: str = "auto"
     batch_size: int = 8
     fuse_only: bool = False
+    refine: bool = False
 
     def process_options(self) -> dict[str, Any]:
         """Keyword options of ``process``: CT windows only for CT (``auto`` is the library default, left
-        out), colour fusion only for PET/SPECT, ``fuse_only`` only when set."""
+        out), colour fusion only for PET/SPECT, ``fuse_only`` and ``refine`` only when set."""
         options: dict[str, Any] = {
             "prealign": self.prealign,
             "axis": slice_axis_index(self.slice_axis),
@@ -40,6 +41,8 @@ class PanelSettings:
         }
         if self.fuse_only:
             options["fuse_only"] = True
+        if self.refine:
+            options["refine"] = True
         if self.model_source == "file":
             if not Path(self.model_file).is_file():
                 raise InputError(f"model file not found: '{self.model_file}'")

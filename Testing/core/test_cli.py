@@ -102,6 +102,15 @@ def test_2d_pairs_can_be_fused_without_registering(tmp_path, weights, pair_files
     assert json.loads((out / "fusion.json").read_text())["fuse_only"] is True
 
 
+def test_2d_pairs_can_be_refined_and_say_so(tmp_path, weights, pair_files):
+    out = tmp_path / "out"
+    assert main(["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(out), "--refine"]) == 0
+    assert json.loads((out / "fusion.json").read_text())["refine"] is True
+    both = ["fuse", *pair_files, "--weights", str(weights), "--output-dir", str(tmp_path / "no"), "--refine",
+            "--fuse-only"]
+    assert main(both) != 0 and not (tmp_path / "no").exists()
+
+
 @pytest.mark.parametrize("option", [["--ct-window", "bone"], ["--color-fusion"],
                                     ["--percentiles", "1", "99"], ["--axis", "0"]])
 def test_volume_options_are_refused_for_2d_images(tmp_path, weights, pair_files, caplog, option):

@@ -62,6 +62,8 @@ def test_settings_become_process_options(tmp_path: Path) -> None:
     pet = PanelSettings("PET", ct_window="bone", color_fusion=True, colormap="jet").process_options()
     assert pet["color_fusion"] and pet["colormap"] == "jet" and "ct_window" not in pet
     assert PanelSettings(fuse_only=True).process_options()["fuse_only"] is True
+    assert PanelSettings(refine=True).process_options()["refine"] is True
+    assert "refine" not in PanelSettings().process_options()
     with pytest.raises(InputError, match="model file not found"):
         PanelSettings(model_source="file", model_file=str(tmp_path / "none.pkl")).process_options()
 

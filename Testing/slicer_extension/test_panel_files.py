@@ -92,6 +92,7 @@ def test_cli_parameters_use_the_names_and_values_of_the_cli_xml(tmp_path: Path) 
     for settings in (
         PanelSettings("CT", "file", str(model_file), "rigid", "k", "bone", device="cpu", batch_size=4),
         PanelSettings("PET", slice_axis="auto", color_fusion=True, colormap="jet", fuse_only=True),
+        PanelSettings("CT", refine=True),
     ):
         parameters = cli_parameters("F", "M", OutputNodes("a", "b", "c"), settings, "record.json")
         assert set(parameters) <= set(declared)

@@ -12,6 +12,7 @@ import torch
 from volume_phantoms import CT_CONTRAST, MRI_CONTRAST, fixed_grid, grid, moving_grid, sample
 
 from BSAFusionCore.errors import Cancelled, InputError
+from BSAFusionCore.options import RefineOptions
 from BSAFusionCore.prealign import prealign
 from BSAFusionCore.volumes import fuse_volumes
 from BSAFusionCore.volumes import pipeline as pipeline_module
@@ -29,8 +30,9 @@ class KnownDisplacement:
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __call__(self, model: object, fixed: torch.Tensor, moving: torch.Tensor, *, zero_displacement: bool = False,
-                 with_warped: bool = True) -> SimpleNamespace:
+                 with_warped: bool = True, refine: object = False) -> SimpleNamespace:
         self.calls.append((fixed, moving))
+        self.refine = refine
         n, _, h, w = fixed.shape
         displacement = torch.empty(n, 2, h, w)
         displacement[:, 0], displacement[:, 1] = (0.0, 0.0) if zero_displacement else self.flow_px
@@ -91,6 +93,16 @@ def test_fuse_only_keeps_the_slices_as_they_lie(known: KnownDisplacement) -> Non
     assert result.record["options"]["fuse_only"] is True
     registered = fuse_volumes(fixed, moving, MODEL, prealign="none")
     assert sitk.GetArrayViewFromImage(registered.displacement).any() and not registered.record["options"]["fuse_only"]
+
+
+def test_refine_reaches_every_batch_and_the_record(known: KnownDisplacement) -> None:
+    fixed = sample(fixed_grid(), MRI_CONTRAST)
+    moving = sample(moving_grid(), CT_CONTRAST, pixel_type=sitk.sitkInt16)
+    result = fuse_volumes(fixed, moving, MODEL, prealign="none", refine=True)
+    assert known.refine == RefineOptions() and result.record["options"]["refine"] is True
+    assert fuse_volumes(fixed, moving, MODEL, prealign="none").record["options"]["refine"] is False
+    with pytest.raises(InputError, match="exclude each other"):
+        fuse_volumes(fixed, moving, MODEL, prealign="none", refine=True, fuse_only=True)
 
 
 def test_displacement_applied_by_simpleitk_reproduces_warped(known: KnownDisplacement) -> None:
