@@ -31,8 +31,9 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
                             "pre-alignment, if any): the displacement is that of the pre-alignment alone")
     group.add_argument("--refine", action="store_true",
                        help="refine the network's registration of each pair (slice) by fitting a smooth correction "
-                            "to its edges: CT only (held-out EPE 0.90 -> 0.79 x no registration), about 0.6 s per "
-                            "slice on 2 CPU cores; see docs/registration_refinement.md")
+                            "to its edges, for CT pairs left misaligned (held-out case: EPE 0.90 -> 0.79 x no "
+                            "registration; level over all CT cases; moves aligned pairs a little), about 0.5 s "
+                            "per slice on 2 CPU cores; see docs/registration_refinement.md")
     group.add_argument("--axis", type=int, choices=(0, 1, 2), default=DEFAULTS.axis,
                        help="ITK index axis to slice through (default: the one nearest inferior-superior)")
     group.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window,
