@@ -21,6 +21,7 @@ from .network import resize_flow, resize_image, warp_image
 from .options import DEFAULT_PREALIGN_2D, MIN_SIZE, RefineOptions, check_refine_request, refine_warning
 from .prealign import check_prealign_mode
 from .prealign import prealign as run_prealignment
+from .progress import CancelFlag
 from .refinement import refine_displacement
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def check_pair(fixed: Tensor, moving: Tensor) -> None:
 
 def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *,
                zero_displacement: bool = False, with_warped: bool = True,
-               refine: bool | RefineOptions = False) -> BatchFusion:
+               refine: bool | RefineOptions = False, cancel: CancelFlag | None = None) -> BatchFusion:
     """Register and fuse a batch: ``fixed`` (N,1,H,W), ``moving`` (N,1,H,W) or RGB (N,3,H,W), in [0, 1].
 
     The network runs at ``model.image_size``; results come back at the input size, with the
@@ -93,11 +94,11 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     smooth correction of the network's displacement to each pair (``BSAFusionCore.refinement``; measured to
     help CT only, see ``REFINE_MODALITIES``) before the fusion, which then runs on the warped moving image
     (the second pass above); weights that do not register ignore it, and with ``zero_displacement`` it is
-    refused.
+    refused. ``cancel`` (e.g. a :class:`threading.Event`) stops the refinement between its iterations.
     """
     check_pair(fixed, moving)
     refinement = check_refine_request(refine, zero_displacement)
-    return _fuse_checked(as_model(model), fixed, moving, zero_displacement, with_warped, refinement)
+    return _fuse_checked(as_model(model), fixed, moving, zero_displacement, with_warped, refinement, cancel)
 
 
 def _run_network(model: FusionModel, fixed: Tensor, moving: Tensor, *, fuse: bool = True,
@@ -121,7 +122,8 @@ def _run_network(model: FusionModel, fixed: Tensor, moving: Tensor, *, fuse: boo
 
 @torch.inference_mode()
 def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displacement: bool,
-                  with_warped: bool = True, refine: RefineOptions | None = None) -> BatchFusion:
+                  with_warped: bool = True, refine: RefineOptions | None = None,
+                  cancel: CancelFlag | None = None) -> BatchFusion:
     """:func:`fuse_batch` on a pair :func:`check_pair` has accepted."""
     register = not zero_displacement and model.registers
     shape = tuple(fixed.shape[-2:])
@@ -144,7 +146,7 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
         _, flow = _run_network(model, resize_image(fixed, square), resize_image(source[:, :1], square), fuse=False)
         if refine is not None:  # at the working size: the registration's may be coarser
             moving_w = resize_image(source[:, :1], (size, size))
-            flow = refine_displacement(fixed_w, moving_w, resize_flow(flow, (size, size)), refine)
+            flow = refine_displacement(fixed_w, moving_w, resize_flow(flow, (size, size)), refine, cancel)
         displacement = resize_flow(flow, shape)
         moved = warp_image(source, displacement)
         fused_w, _ = _run_network(model, fixed_w, resize_image(moved[:, :1], (size, size)), register=False)

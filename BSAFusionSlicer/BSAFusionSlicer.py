@@ -200,7 +200,10 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateEnabledOptions(self, *_) -> None:
         modality = self.ui.modalityComboBox.currentText
         self.ui.ctWindowComboBox.enabled = modality == "CT"
-        self.ui.refineCheckBox.enabled = modality in REFINE_MODALITIES and not self.ui.fuseOnlyCheckBox.checked
+        refine_applies = modality in REFINE_MODALITIES and not self.ui.fuseOnlyCheckBox.checked
+        self.ui.refineCheckBox.enabled = refine_applies
+        if not refine_applies:  # fuse-only and refine exclude each other; PET/SPECT: measured not to help
+            self.ui.refineCheckBox.checked = False
         self.ui.colorFusionCheckBox.enabled = modality in ("PET", "SPECT")
         self.ui.colormapComboBox.enabled = modality in ("PET", "SPECT")
         self.ui.modelPathLineEdit.enabled = self.ui.modelSourceComboBox.currentText == "file"

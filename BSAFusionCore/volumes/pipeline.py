@@ -126,7 +126,7 @@ def fuse_volumes(
         raise InputError(f"the fixed and moving volumes do not overlap in physical space{hint}")
 
     slicer = _SliceFuser(fixed, moving, model, axes, transform, fixed_range, moving_range, rgb_moving,
-                         colormap if color_fusion else None, fuse_only, refinement)
+                         colormap if color_fusion else None, fuse_only, refinement, cancel)
     count = fixed.GetSize()[axes.axis]
     for start in range(0, count, batch_size):
         check_cancel(cancel)
@@ -212,12 +212,14 @@ class _SliceFuser:
         self, fixed: sitk.Image, moving: sitk.Image, model: FusionModel, axes: SliceAxes,
         transform: sitk.Transform | None, fixed_range: IntensityRange, moving_range: IntensityRange,
         rgb_moving: bool, colormap: str | None, fuse_only: bool = False, refine: RefineOptions | None = None,
+        cancel: CancelFlag | None = None,
     ) -> None:
         self.fixed, self.moving, self.model, self.axes = fixed, moving, model, axes
         self.transform = transform or sitk.Transform(3, sitk.sitkIdentity)
         self.prealignment = transform
         self.fixed_range, self.moving_range = fixed_range, moving_range
         self.rgb_moving, self.colormap, self.fuse_only, self.refine = rgb_moving, colormap, fuse_only, refine
+        self.cancel = cancel
         self.fixed_slices = slices_of(sitk.GetArrayViewFromImage(fixed), axes)
         self.outside_value = float(np.min(sitk.GetArrayViewFromImage(moving)))
         colour_out = rgb_moving or colormap is not None
@@ -239,7 +241,7 @@ class _SliceFuser:
         if active.any():
             out = fuse_batch(self.model, torch.from_numpy(fixed_n[active][:, None]),
                              torch.from_numpy(moving_n[active]), zero_displacement=self.fuse_only,
-                             with_warped=False, refine=self.refine or False)  # warped in 3-D below
+                             with_warped=False, refine=self.refine or False, cancel=self.cancel)  # warped in 3-D
             fused[active] = out.fused.numpy()
             flow[active] = out.displacement.numpy()
             self.fused_slices += int(active.sum())

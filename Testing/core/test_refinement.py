@@ -99,6 +99,10 @@ def test_fuse_batch_refines_before_it_fuses(small_model, deformed_ct) -> None:
     assert torch.allclose(refined.warped, bf.network.warp_image(ct, refined.displacement), atol=1e-5)
     with pytest.raises(InputError, match="exclude each other"):
         bf.fuse_batch(small_model, mri, ct, zero_displacement=True, refine=True)
+    flag = threading.Event()
+    flag.set()
+    with pytest.raises(Cancelled):
+        bf.fuse_batch(small_model, mri, ct, refine=FAST, cancel=flag)
 
 
 def test_fuse_images_refines_and_says_so_for_other_modalities(small_model, deformed_ct, caplog) -> None:

@@ -30,7 +30,7 @@ class KnownDisplacement:
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __call__(self, model: object, fixed: torch.Tensor, moving: torch.Tensor, *, zero_displacement: bool = False,
-                 with_warped: bool = True, refine: object = False) -> SimpleNamespace:
+                 with_warped: bool = True, refine: object = False, cancel: object = None) -> SimpleNamespace:
         self.calls.append((fixed, moving))
         self.refine = refine
         n, _, h, w = fixed.shape
