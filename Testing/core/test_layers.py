@@ -12,7 +12,7 @@ LAYERS = [
     {"options", "errors", "progress", "files", "geometry"},
     {"network"},
     {"images", "color", "pairs", "deformation", "weights", "model_info", "resources", "model", "inference",
-     "memory", "metrics", "examples", "figures", "modality_guess", "prealign"},
+     "memory", "metrics", "examples", "figures", "modality_guess", "prealign", "refinement"},
     {"volumes", "evaluation", "training"},
     {"cli", "__main__"},
 ]
