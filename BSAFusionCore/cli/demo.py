@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the moving phantom's contrast and the shipped weights used (default CT)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--refine", action="store_true",
+                        help="refine the network's registration on the pair (docs/registration_refinement.md)")
     parser.set_defaults(func=run_demo)
 
 
@@ -62,7 +64,10 @@ def run_demo(args: argparse.Namespace) -> int:
         warning = f"These weights do not register: the {modality} shown is the example's aligned {modality}"
         log.warning("these weights do not register: the demo fuses the example %s before its deformation", modality)
         moving, moving_name, panels = aligned, name, f"MRI | {modality} | fused"
-    result = fuse_images(mri, moving, model)
+    refine = args.refine and model.registers
+    if refine:
+        weights += " + registration refinement"
+    result = fuse_images(mri, moving, model, refine=refine)
     out = args.output_dir
     images = {"mri": mri, moving_name: moving, "warped": result.warped, "fused": result.fused}
     for image_name, image in images.items():
@@ -79,7 +84,8 @@ def run_demo(args: argparse.Namespace) -> int:
                f"SSIM {before['SSIM']:.3f} -> {after['SSIM']:.3f}; mean displacement {magnitude.mean():.2f} px")
     labelled_panels(out / "overview.png", shown, caption, warning)
     write_json(out / "demo.json", run_record(
-        weights=weights, modality=modality, device=str(model.device), mean_displacement_px=float(magnitude.mean()),
+        weights=weights, modality=modality, device=str(model.device), refine=refine,
+        mean_displacement_px=float(magnitude.mean()),
         moving_vs_aligned_before=before, moving_vs_aligned_after=after,
     ))
     log.info("demo with %s on %s: wrote %s/overview.png (%s); mean displacement %.2f px; "

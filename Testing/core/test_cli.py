@@ -141,6 +141,15 @@ def test_demo_runs_on_built_in_data(tmp_path, monkeypatch):
     assert (tmp_path / "ct_unaligned.png").is_file()
 
 
+def test_demo_refined_with_the_shipped_ct_weights_registers_the_example(tmp_path, monkeypatch):
+    monkeypatch.delenv("BSAFUSION_WEIGHTS_DIR", raising=False)
+    assert main(["demo", "--output-dir", str(tmp_path), "--size", "128", "--device", "cpu", "--refine"]) == 0
+    record = json.loads((tmp_path / "demo.json").read_text())
+    assert record["refine"] is True and "refinement" in record["weights"]
+    before, after = record["moving_vs_aligned_before"]["NCC"], record["moving_vs_aligned_after"]["NCC"]
+    assert after > before + 0.02  # measured: 0.943 -> 0.982 (the network alone: 0.942)
+
+
 def test_demo_with_fusion_only_weights_fuses_the_aligned_example(tmp_path, monkeypatch, random_net, caplog):
     save_weights(tmp_path / "w" / "BSAFusion_CT.safetensors", random_net,
                  {"modality": "CT", "image_size": 64, "registers": False})
