@@ -34,6 +34,7 @@ from BSAFusionCore import fuse_batch, load_model
 from BSAFusionCore.evaluation.testset import EvalCase, channels_first, generated_cases
 from BSAFusionCore.model import FusionModel
 from BSAFusionCore.network import warp_image
+from BSAFusionCore.options import MODALITIES
 from BSAFusionCore.pairs import aanlib_files
 
 
@@ -98,15 +99,20 @@ def diagnose(model: FusionModel, case: EvalCase, passes: int) -> dict[str, float
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_case_arguments(parser: argparse.ArgumentParser, cases_help: str) -> None:
+    """The weights, the aanlib cases and how they are deformed, and the threads: shared by the measuring aids."""
     parser.add_argument("weights", help='"CT", "PET", "SPECT" or a weights file')
-    parser.add_argument("--modality", required=True, choices=("CT", "PET", "SPECT"))
-    parser.add_argument("--cases", required=True, help="held-out cases, comma-separated (e.g. 9,21)")
+    parser.add_argument("--modality", required=True, choices=MODALITIES)
+    parser.add_argument("--cases", required=True, help=cases_help)
     parser.add_argument("--aanlib", default="../shared/data/aanlib")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_case_arguments(parser, "held-out cases, comma-separated (e.g. 9,21)")
+    parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.weights)

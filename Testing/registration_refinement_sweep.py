@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 import torch
+from registration_diagnostics import add_case_arguments, register
 
-from BSAFusionCore import fuse_batch, load_model
+from BSAFusionCore import load_model
 from BSAFusionCore.color import rgb_to_ycbcr
 from BSAFusionCore.evaluation.testset import EvalCase, channels_first, generated_cases
 from BSAFusionCore.options import RefineOptions
@@ -46,7 +47,7 @@ def options_from(settings: list[str]) -> RefineOptions:
 def sweep_case(model, cases: list[EvalCase], options: RefineOptions) -> dict[str, float]:
     fixed = torch.cat([channels_first(c.fixed) for c in cases]).float()
     moving = torch.cat([channels_first(c.moving) for c in cases]).float()
-    network = fuse_batch(model, fixed, moving, with_warped=False).displacement
+    network = register(model, fixed, moving)
     luminance = rgb_to_ycbcr(moving)[:, :1] if moving.shape[1] == 3 else moving
     started = time.perf_counter()
     refined = refine_displacement(fixed, luminance, network, options)
@@ -59,14 +60,9 @@ def sweep_case(model, cases: list[EvalCase], options: RefineOptions) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", help='"CT", "PET", "SPECT" or a weights file')
-    parser.add_argument("--modality", required=True, choices=("CT", "PET", "SPECT"))
-    parser.add_argument("--cases", required=True, help="cases, comma-separated (e.g. 2,16,28)")
-    parser.add_argument("--aanlib", default="../shared/data/aanlib")
-    parser.add_argument("--seed", type=int, default=0)
+    add_case_arguments(parser, "cases, comma-separated (e.g. 2,16,28)")
     parser.add_argument("--aligned-pairs", action="store_true", help="no deformation: how far the pairs are moved")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="RefineOptions to change")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.weights)
