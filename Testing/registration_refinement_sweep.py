@@ -4,8 +4,9 @@ On aanlib cases deformed as ``bsafusion evaluate --aligned ... --seed S`` deform
 not deformed at all), for given weights: the endpoint error of the network's displacement and of that
 displacement refined with :class:`RefineOptions` (defaults, or ``--set name=value ...``), per case and over
 all slices, each against no registration. The refinement runs as ``fuse_batch(..., refine=...)`` runs it: at the
-working size, on the network's displacement, all slices of a case in one batch. A measuring aid, not part of
-the library::
+working size, on the network's displacement, all slices of a case in one batch. ``--against-label`` fits the
+refinement to the moving modality's own aligned image instead of the MRI (a same-modality pair: what the
+refinement reaches when the similarity is not the limit). A measuring aid, not part of the library::
 
     python Testing/registration_refinement_sweep.py CT --modality CT --cases 28 --set prior_weight=3
 """
@@ -44,13 +45,17 @@ def options_from(settings: list[str]) -> RefineOptions:
     return dataclasses.replace(defaults, **values)
 
 
-def sweep_case(model, cases: list[EvalCase], options: RefineOptions) -> dict[str, float]:
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    return rgb_to_ycbcr(images)[:, :1] if images.shape[1] == 3 else images
+
+
+def sweep_case(model, cases: list[EvalCase], options: RefineOptions, against_label: bool = False) -> dict[str, float]:
     fixed = torch.cat([channels_first(c.fixed) for c in cases]).float()
     moving = torch.cat([channels_first(c.moving) for c in cases]).float()
     network = register(model, fixed, moving)
-    luminance = rgb_to_ycbcr(moving)[:, :1] if moving.shape[1] == 3 else moving
+    target = luminance(torch.cat([channels_first(c.label) for c in cases]).float()) if against_label else fixed
     started = time.perf_counter()
-    refined = refine_displacement(fixed, luminance, network, options)
+    refined = refine_displacement(target, luminance(moving), network, options)
     seconds = time.perf_counter() - started
     truth = np.stack([c.truth for c in cases])
     return {"slices": len(cases), "none": float(np.linalg.norm(truth, axis=-1).mean()),
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_case_arguments(parser, "cases, comma-separated (e.g. 2,16,28)")
     parser.add_argument("--aligned-pairs", action="store_true", help="no deformation: how far the pairs are moved")
+    parser.add_argument("--against-label", action="store_true",
+                        help="refine against the aligned moving-modality image instead of the MRI")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="RefineOptions to change")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -71,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for case in args.cases.split(","):
         cases = generated_cases(aanlib_files(args.aanlib, args.modality, {case}), seed=args.seed, **deformation)
-        rows[case] = sweep_case(model, cases, options)
+        rows[case] = sweep_case(model, cases, options, args.against_label)
     slices = sum(r["slices"] for r in rows.values())
     total = {key: sum(r[key] * r["slices"] for r in rows.values()) / slices
              for key in ("none", "network", "refined", "seconds_per_slice")}
     summary = {"weights": args.weights, "seed": args.seed, "aligned_pairs": args.aligned_pairs,
+               "against_label": args.against_label,
                "options": dataclasses.asdict(options), "slices": slices,
                "cases_refinement_better": sum(r["refined"] < r["network"] for r in rows.values()),
                "cases": {k: {n: round(v, 4) for n, v in r.items()} for k, r in rows.items()},
