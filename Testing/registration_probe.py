@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", help="write the weights here at every validation (fp32 safetensors)")
     args = parser.parse_args(argv)
     bridge = args.mode == "bridge"
-    if bridge and not args.teacher:
-        parser.error("--mode bridge needs --teacher")
+    field_teacher = args.mode == "field-teacher"
+    if (bridge or field_teacher) and not args.teacher:
+        parser.error(f"--mode {args.mode} needs --teacher")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = load_file_pairs(files, args.size)
     val = [s for s, f in zip(samples, files, strict=True) if f.case == HELD_OUT]
     train = [s for s, f in zip(samples, files, strict=True) if f.case != HELD_OUT]
-    switch = {"mono": args.steps + 1, "mono-ct": 0, "cross": 0, "bridge": 0}.get(args.mode)
+    switch = {"mono": args.steps + 1, "mono-ct": 0, "cross": 0, "bridge": 0, "field-teacher": 0}.get(args.mode)
     ct_only = args.mode == "mono-ct"
     if switch is None:
         switch = int(args.mode.removeprefix("curr:"))
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     frozen = [net.fusion_net, net.transfer.modal_dis] + ([net.reg_net] if bridge else [])
     for part in frozen:
         part.requires_grad_(False)
-    teacher = load_network(args.teacher)[0].requires_grad_(False) if bridge else None
+    teacher = load_network(args.teacher)[0].requires_grad_(False) if bridge or field_teacher else None
     optimiser = torch.optim.Adam(flow_head_groups(net, args.lr, args.flow_head_lr))  # trainable parameters only
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda i: min(1.0, (i + 1) / args.warmup) if args.warmup else 1.0)
@@ -175,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         predicted = out.flow.float()
         warped = warp_image(moving, predicted)
         epe = endpoint_errors(predicted, truth).mean()
-        loss = epe + ssim_loss(warped, label) + (warped - label).abs().mean()
+        if field_teacher:
+            with torch.no_grad():
+                target = run(teacher, fixed, moving_both[:, 1:]).flow.float()
+            loss = endpoint_errors(predicted, target).mean()
+        else:
+            loss = epe
+        loss = loss + ssim_loss(warped, label) + (warped - label).abs().mean()
         if bridge:
             with torch.no_grad():
                 target = run(teacher, fixed, moving_both[:, 1:])
