@@ -24,7 +24,7 @@ import torch
 from registration_diagnostics import add_case_arguments, register
 
 from BSAFusionCore import load_model
-from BSAFusionCore.color import rgb_to_ycbcr
+from BSAFusionCore.evaluation.methods import luminance
 from BSAFusionCore.evaluation.testset import EvalCase, channels_first, generated_cases
 from BSAFusionCore.options import RefineOptions
 from BSAFusionCore.pairs import aanlib_files
@@ -45,17 +45,14 @@ def options_from(settings: list[str]) -> RefineOptions:
     return dataclasses.replace(defaults, **values)
 
 
-def luminance(images: torch.Tensor) -> torch.Tensor:
-    return rgb_to_ycbcr(images)[:, :1] if images.shape[1] == 3 else images
-
-
 def sweep_case(model, cases: list[EvalCase], options: RefineOptions, against_label: bool = False) -> dict[str, float]:
     fixed = torch.cat([channels_first(c.fixed) for c in cases]).float()
     moving = torch.cat([channels_first(c.moving) for c in cases]).float()
     network = register(model, fixed, moving)
-    target = luminance(torch.cat([channels_first(c.label) for c in cases]).float()) if against_label else fixed
+    target = torch.cat([channels_first(luminance(c.label)) for c in cases]) if against_label else fixed
+    moving_luminance = torch.cat([channels_first(luminance(c.moving)) for c in cases])
     started = time.perf_counter()
-    refined = refine_displacement(target, luminance(moving), network, options)
+    refined = refine_displacement(target, moving_luminance, network, options)
     seconds = time.perf_counter() - started
     truth = np.stack([c.truth for c in cases])
     return {"slices": len(cases), "none": float(np.linalg.norm(truth, axis=-1).mean()),
