@@ -17,6 +17,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
 from .network import warp_image
@@ -29,21 +30,10 @@ EDGE_BLUR_SIGMA = 1.0
 """Pixels of Gaussian blur before the image gradients of the similarity (tames pixel noise)."""
 
 
-def _gaussian_kernel(sigma: float) -> Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-(x**2) / (2 * sigma * sigma))
-    return kernel / kernel.sum()
-
-
 def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (N, C, H, W), edges replicated."""
-    kernel = _gaussian_kernel(sigma).to(image)
-    radius, channels = kernel.numel() // 2, image.shape[1]
-    rows = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    cols = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    image = F.conv2d(F.pad(image, (radius, radius, 0, 0), mode="replicate"), rows, groups=channels)
-    return F.conv2d(F.pad(image, (0, 0, radius, radius), mode="replicate"), cols, groups=channels)
+    """Gaussian blur of (N, C, H, W) truncated at 3 sigma, edges replicated."""
+    size = 2 * max(1, math.ceil(3 * sigma)) + 1
+    return gaussian_blur2d(image, (size, size), (sigma, sigma), border_type="replicate")
 
 
 def _gradients(image: Tensor) -> tuple[Tensor, Tensor]:
