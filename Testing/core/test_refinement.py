@@ -10,19 +10,12 @@ import torch
 
 import BSAFusionCore as bf
 from BSAFusionCore.errors import Cancelled, InputError
+from BSAFusionCore.evaluation.testset import channels_first
 from BSAFusionCore.examples import deform, head_phantom, smooth_displacement
 from BSAFusionCore.options import RefineOptions, refine_options, refine_warning
 from BSAFusionCore.refinement import _unit_gradients, ngf_distance, refine_displacement
 
 FAST = RefineOptions(iterations=60)
-
-
-def as_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-
-
-def field_tensor(displacement: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(displacement.transpose(2, 0, 1), dtype=np.float32))[None]
 
 
 def endpoint_error(field: torch.Tensor, truth: torch.Tensor) -> float:
@@ -34,11 +27,12 @@ def deformed_ct() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(the MRI phantom under a known smooth field, the aligned CT phantom, that field: the displacement that
     aligns the CT with the deformed MRI)."""
     truth = smooth_displacement(96, magnitude=4.0, seed=1)
-    return as_tensor(deform(head_phantom(96, "MRI"), truth)), as_tensor(head_phantom(96, "CT")), field_tensor(truth)
+    mri, ct = deform(head_phantom(96, "MRI"), truth), head_phantom(96, "CT")
+    return channels_first(mri), channels_first(ct), channels_first(truth)
 
 
 def test_ngf_sees_edges_whatever_their_contrast() -> None:
-    mri = as_tensor(head_phantom(64, "MRI"))
+    mri = channels_first(head_phantom(64, "MRI"))
     noise = torch.tensor([0.01])
     edges = _unit_gradients(mri, noise)
     same, inverted = ngf_distance(edges, mri, noise), ngf_distance(edges, 1 - mri, noise)
