@@ -83,11 +83,11 @@ DEFAULT_BATCH_SIZE = 8
 
 
 REFINE_MODALITIES = ("CT",)
-"""Modalities for which the instance refinement (:class:`RefineOptions`) is measured to help. CT's skull
-and the MRI's scalp share an outline; the PET and SPECT of the training data show the brain without the
-scalp, so matching edges pulls the brain towards the scalp: held-out EPE against no registration, network ->
-refined, CT 0.898 -> 0.792 (but level over all ten CT cases), PET 0.959 -> 0.959, SPECT 0.989 -> 1.009
-(docs/registration_refinement.md)."""
+"""Modalities for which the instance refinement (:class:`RefineOptions`) is measured to help. The CT's
+outline (its skull) lies close to the MRI's (its scalp); the PET and SPECT of the training data show the
+brain without the scalp, so matching edges pulls the brain towards the scalp: held-out EPE against no
+registration, network -> refined, CT 0.898 -> 0.792 (but level over all ten CT cases), PET 0.959 -> 0.959,
+SPECT 0.989 -> 1.009 (docs/registration_refinement.md)."""
 
 
 @dataclass(frozen=True)
