@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .allocator import retain_freed_memory
 from .errors import InputError, WeightsError
 from .network import BSAFusionNet
 from .network.folded import fold_for_inference
@@ -46,6 +47,8 @@ class FusionModel:
             if size is not None and (not isinstance(size, int) or size % SIZE_MULTIPLE or size < MIN_SIZE):
                 raise WeightsError(f"{self.source or 'the weights'}: {key} {size!r} in the metadata is not a "
                                    f"working size (a multiple of {SIZE_MULTIPLE}, >= {MIN_SIZE}); the file is damaged")
+        if self.device.type == "cpu":
+            retain_freed_memory()
         self.net = self.net.to(self.device).eval()
         self.engine = fold_for_inference(self.net).to(self.device)
         self.fusion_engine = self.engine
