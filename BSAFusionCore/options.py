@@ -105,6 +105,7 @@ class RefineOptions:
     smoothness: float = 1 / 16  # Gaussian sigma of the correction, as a fraction of the image side
     grid_spacing: int = 4  # pixels between the correction's control points
     edge_noise: float = 1.0  # NGF's edge threshold, as a multiple of the fixed image's mean gradient
+    remove_scaling: bool = True  # take out the correction's scaling about the fixed head's centre (see refinement)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "grid_spacing"):

@@ -41,7 +41,8 @@ def options_from(settings: list[str]) -> RefineOptions:
     values = {}
     for setting in settings:
         name, _, value = setting.partition("=")
-        values[name] = type(getattr(defaults, name))(value)
+        kind = type(getattr(defaults, name))
+        values[name] = value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return dataclasses.replace(defaults, **values)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -13,7 +14,7 @@ from BSAFusionCore.errors import Cancelled, InputError
 from BSAFusionCore.evaluation.testset import channels_first
 from BSAFusionCore.examples import deform, head_phantom, smooth_displacement
 from BSAFusionCore.options import RefineOptions, refine_options, refine_warning
-from BSAFusionCore.refinement import _unit_gradients, ngf_distance, refine_displacement
+from BSAFusionCore.refinement import _unit_gradients, head_masks, ngf_distance, refine_displacement, remove_scaling
 
 FAST = RefineOptions(iterations=60)
 
@@ -104,3 +105,35 @@ def test_fuse_images_refines_and_says_so_for_other_modalities(small_model, defor
     result = bf.fuse_images(mri[0, 0].numpy(), ct[0, 0].numpy(), small_model, refine=FAST)
     assert result.displacement.shape == (96, 96, 2) and np.isfinite(result.displacement).all()
     assert ("measured to help" in caplog.text) == (small_model.modality not in ("CT",))
+
+
+def _disc(size: int = 64, radius: float = 20.0) -> torch.Tensor:
+    rows, columns = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return (((rows - 30.0) ** 2 + (columns - 34.0) ** 2) <= radius**2).float()[None, None]
+
+
+def test_remove_scaling_takes_out_a_scaling_about_the_head_and_nothing_else() -> None:
+    head = _disc()
+    rows, columns = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    scaling = 0.05 * torch.stack((columns - 34.0, rows - 30.0))[None]  # 1 px outwards at 20 px from the centre
+    shift = torch.tensor([0.7, -0.4]).view(1, 2, 1, 1).expand(1, 2, 64, 64)
+    inner = _disc(radius=12.0).bool()[0, 0]
+    left = remove_scaling(scaling + shift, head)
+    assert float((left - shift)[0, :, inner].abs().max()) < 0.03  # the scaling is gone inside the head
+    assert torch.allclose(remove_scaling(shift, head), shift, atol=1e-5)  # a shift is no scaling
+    assert torch.equal(remove_scaling(scaling, torch.zeros_like(head)), scaling)  # no head: unchanged
+    far = remove_scaling(scaling, head) - scaling
+    assert float(far[0, :, :4, :4].abs().max()) < 1e-3  # tapered to nothing far outside the head
+
+
+def test_head_masks_fill_the_outline() -> None:
+    ring = _disc() - _disc(radius=15.0)
+    assert torch.equal(head_masks(ring * 0.5), _disc())
+
+
+def test_refinement_takes_the_scaling_out_of_its_correction(deformed_ct) -> None:
+    mri, ct, truth = deformed_ct
+    head = head_masks(mri)
+    kept = refine_displacement(mri, ct, torch.zeros_like(truth), dataclasses.replace(FAST, remove_scaling=False))
+    removed = refine_displacement(mri, ct, torch.zeros_like(truth), FAST)
+    assert torch.allclose(removed, remove_scaling(kept, head), atol=1e-5)
