@@ -92,7 +92,7 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     same result. ``with_warped=False`` skips returning the warped moving image (for callers that warp it
     themselves, as the volume pipeline does in 3-D). ``refine`` (True, or :class:`RefineOptions`) fits a
     smooth correction of the network's displacement to each pair (``BSAFusionCore.refinement``; measured to
-    help CT only, see ``REFINE_MODALITIES``) before the fusion, which then runs on the warped moving image
+    help CT and PET, see ``REFINE_MODALITIES``) before the fusion, which then runs on the warped moving image
     (the second pass above); weights that do not register ignore it, and with ``zero_displacement`` it is
     refused. ``cancel`` (e.g. a :class:`threading.Event`) stops the refinement between its iterations.
     """

@@ -82,12 +82,12 @@ DEFAULT_BATCH_SIZE = 8
 """Slices per model call."""
 
 
-REFINE_MODALITIES = ("CT",)
-"""Modalities for which the instance refinement (:class:`RefineOptions`) is measured to help. The CT's
-outline (its skull) lies close to the MRI's (its scalp); the PET and SPECT of the training data show the
-brain without the scalp, so matching edges pulls the brain towards the scalp: held-out EPE against no
-registration, network -> refined, CT 0.898 -> 0.792 (but level over all ten CT cases), PET 0.959 -> 0.959,
-SPECT 0.989 -> 1.009 (docs/registration_refinement.md)."""
+REFINE_MODALITIES = ("CT", "PET")
+"""Modalities for which the instance refinement (:class:`RefineOptions`) is measured to help: held-out EPE
+against no registration, network -> refined, CT case 28 0.898 -> 0.788 (all ten CT cases 0.893 -> 0.877),
+PET case 41 0.959 -> 0.932; SPECT cases 9 and 21 0.989 -> 0.992, not helped (docs/registration_refinement.md).
+The moving outlines (a CT's skull, a PET's or SPECT's brain) lie inside the MRI's (the scalp), which the
+refinement's scaling removal (:attr:`RefineOptions.remove_scaling`) offsets only in part."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ class RefineOptions:
 
     A smooth correction of the network's field, fitted to one pair by maximising the normalised-gradient-
     field similarity of the fixed and the warped moving image under a Gaussian prior. Defaults chosen on the
-    held-out CT case 28 (docs/training.md, "Twenty-first session").
+    held-out CT case 28 (docs/training.md, "Twenty-first session"); ``remove_scaling`` added in the
+    twenty-third session.
     """
 
     iterations: int = 100
@@ -105,7 +106,7 @@ class RefineOptions:
     smoothness: float = 1 / 16  # Gaussian sigma of the correction, as a fraction of the image side
     grid_spacing: int = 4  # pixels between the correction's control points
     edge_noise: float = 1.0  # NGF's edge threshold, as a multiple of the fixed image's mean gradient
-    remove_scaling: bool = True  # take out the correction's scaling about the fixed head's centre (see refinement)
+    remove_scaling: bool = True  # take out the result's scaling about the fixed head's centre (see refinement)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "grid_spacing"):

@@ -10,10 +10,12 @@ the images have no edges. Each slice of a batch is fitted on its own (the loss i
 Adam works element-wise), so batching changes the speed, not the result.
 
 NGF has a bias that shows on every pair measured: it pulls the moving image's outline (a CT's skull, a
-PET's or SPECT's brain) onto the MRI's, which is the scalp, so the fitted correction enlarges the moving
-head (by ~1 px at 80 px from the centre on the ten aanlib CT cases). With
-:attr:`RefineOptions.remove_scaling` (the default) that isotropic scaling about the centre of the fixed
-head is fitted to the correction over the head and taken out of it, tapered to zero outside the head.
+PET's or SPECT's brain) onto the MRI's, which is the scalp, so the refined displacement enlarges the moving
+head (by ~1 px at 80 px from the centre on the ten aanlib CT cases, where the true fields scale it by
+0.5 px at most). The two scans of one head show it at one size (a difference of scale is the
+pre-alignment's to correct), so with :attr:`RefineOptions.remove_scaling` (the default) the isotropic
+scaling about the centre of the fixed head that best explains the refined displacement over the head is
+taken out of it, tapered to zero outside the head.
 """
 
 from __future__ import annotations
@@ -79,21 +81,21 @@ def head_masks(fixed: Tensor) -> Tensor:
     return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(fixed.device)
 
 
-def remove_scaling(correction: Tensor, head: Tensor) -> Tensor:
-    """``correction`` (N, 2, H, W, px) without its isotropic scaling about the centre of ``head``
-    (N, 1, H, W masks): the scale ``s`` that best explains the correction over the head as
+def remove_scaling(displacement: Tensor, head: Tensor) -> Tensor:
+    """``displacement`` (N, 2, H, W, px) without its isotropic scaling about the centre of ``head``
+    (N, 1, H, W masks): the scale ``s`` that best explains the displacement over the head as
     ``s * (p - centre)`` is fitted by least squares and subtracted, tapered by the blurred mask."""
-    _, _, height, width = correction.shape
-    rows, columns = torch.meshgrid(torch.arange(height, dtype=correction.dtype, device=correction.device),
-                                   torch.arange(width, dtype=correction.dtype, device=correction.device),
+    _, _, height, width = displacement.shape
+    rows, columns = torch.meshgrid(torch.arange(height, dtype=displacement.dtype, device=displacement.device),
+                                   torch.arange(width, dtype=displacement.dtype, device=displacement.device),
                                    indexing="ij")
     grid = torch.stack((columns, rows))[None]  # (1, 2, H, W): x along columns, y along rows
     area = head.sum(dim=(2, 3), keepdim=True).clamp_min(1)
     offset = grid - (grid * head).sum(dim=(2, 3), keepdim=True) / area  # p - centre
-    along = ((correction * offset).sum(dim=1, keepdim=True) * head).sum(dim=(1, 2, 3))
+    along = ((displacement * offset).sum(dim=1, keepdim=True) * head).sum(dim=(1, 2, 3))
     spread = ((offset**2).sum(dim=1, keepdim=True) * head).sum(dim=(1, 2, 3)).clamp_min(1e-6)
     scale = (along / spread).view(-1, 1, 1, 1)  # 0 where a slice has no head
-    return correction - scale * offset * gaussian_blur(head, HEAD_TAPER_SIGMA)
+    return displacement - scale * offset * gaussian_blur(head, HEAD_TAPER_SIGMA)
 
 
 def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
@@ -135,6 +137,6 @@ def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
         with torch.no_grad():
             refined = field()
             if head is not None:
-                refined = start + remove_scaling(refined - start, head)
+                refined = remove_scaling(refined, head)
     log.debug("refined %d slices: mean correction %.3f px", n, float((refined - start).norm(dim=1).mean()))
     return refined.to(displacement.dtype)
