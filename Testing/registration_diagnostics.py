@@ -28,7 +28,6 @@ import sys
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from BSAFusionCore import fuse_batch, load_model
 from BSAFusionCore.evaluation.testset import EvalCase, channels_first, generated_cases
@@ -36,6 +35,7 @@ from BSAFusionCore.model import FusionModel
 from BSAFusionCore.network import warp_image
 from BSAFusionCore.options import MODALITIES
 from BSAFusionCore.pairs import aanlib_files
+from BSAFusionCore.refinement import head_masks
 
 
 def register(model: FusionModel, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,7 @@ def diagnose(model: FusionModel, case: EvalCase, passes: int) -> dict[str, float
     fixed = channels_first(case.fixed)
     moving = channels_first(case.moving)
     truth = case.truth
-    head = ndimage.binary_fill_holes(ndimage.binary_closing(case.fixed > 0.05, iterations=3))
+    head = head_masks(fixed)[0, 0].bool().numpy()
     first = register(model, fixed, moving)
     field = as_hw2(first)
     true_mean, mean = truth.mean((0, 1)), field.mean((0, 1))
