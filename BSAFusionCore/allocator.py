@@ -4,8 +4,9 @@ not page-fault on every call.
 One inference at 256 x 256 allocates and frees hundreds of tensors of 1-17 MiB. glibc's defaults
 hand much of that memory back to the system after each call and take it again on the next, and
 every page taken back costs a page fault. Raising the mmap threshold to 32 MiB and the trim
-threshold to 256 MiB keeps it: measured 15-25 % less time per slice on the CPU for ~30 MiB more
-resident memory (docs/BENCHMARKS.md, "Memory allocator"). The PyTorch CPU tuning guide's advice
+threshold to 256 MiB keeps it: measured 15-30 % less time per slice on the CPU at the same peak
+memory; after a run, up to 256 MiB of freed memory may stay with the process (docs/BENCHMARKS.md,
+"Memory allocator"). The PyTorch CPU tuning guide's advice
 is a different allocator (jemalloc, tcmalloc) loaded at start-up; inside Slicer the process is
 already running, so glibc's own ``mallopt`` is the lever.
 
