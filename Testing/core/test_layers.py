@@ -11,7 +11,7 @@ CORE = Path(__file__).resolve().parents[2] / "BSAFusionCore"
 LAYERS = [
     {"options", "errors", "progress", "files", "geometry"},
     {"network"},
-    {"images", "color", "pairs", "deformation", "weights", "model_info", "resources", "model", "inference",
+    {"images", "color", "pairs", "deformation", "weights", "model_info", "resources", "model", "allocator", "inference",
      "memory", "metrics", "examples", "figures", "modality_guess", "prealign", "refinement"},
     {"volumes", "evaluation", "training"},
     {"cli", "__main__"},
