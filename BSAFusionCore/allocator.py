@@ -6,9 +6,9 @@ hand much of that memory back to the system after each call and take it again on
 every page taken back costs a page fault. Raising the mmap threshold to 32 MiB and the trim
 threshold to 256 MiB keeps it: measured 15-30 % less time per slice on the CPU at the same peak
 memory; after a run, up to 256 MiB of freed memory may stay with the process (docs/BENCHMARKS.md,
-"Memory allocator"). The PyTorch CPU tuning guide's advice
-is a different allocator (jemalloc, tcmalloc) loaded at start-up; inside Slicer the process is
-already running, so glibc's own ``mallopt`` is the lever.
+"Memory allocator"). The PyTorch CPU tuning guide's advice is a different allocator (jemalloc,
+tcmalloc) loaded at start-up; inside Slicer the process is already running, so glibc's own
+``mallopt`` is the lever.
 
 The setting is process-wide and applied once, when a model is placed on the CPU. Set the
 environment variable ``BSAFUSION_MALLOC_TUNING=0`` to leave glibc's defaults alone.
