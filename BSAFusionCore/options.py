@@ -82,6 +82,16 @@ DEFAULT_BATCH_SIZE = 8
 """Slices per model call."""
 
 
+REFINE_SIMILARITIES = ("ngf", "mapped")
+"""The refinement's similarities: ``"ngf"``, normalised gradient fields of the MRI and the warped moving image
+(edges, whatever their contrast); ``"mapped"``, local normalised cross-correlation of the warped moving image
+and the MRI mapped to the moving modality's intensities (a lookup of the MRI's intensity, blurred, fitted to
+the pair: ``BSAFusionCore.refinement.mapped_fixed``)."""
+REFINE_SIMILARITY = {"CT": "ngf", "PET": "mapped", "SPECT": "mapped"}
+"""The similarity :class:`RefineOptions` uses for each modality when it names none (NGF for unknown weights),
+chosen on the held-out cases (docs/registration_refinement.md): PET case 41 ``mapped`` 0.904 x no
+registration against NGF 0.932 x; CT ``ngf`` (the MRI's intensities do not tell bone from air)."""
+
 REFINE_MODALITIES = ("CT", "PET")
 """Modalities for which the instance refinement (:class:`RefineOptions`) is measured to help: held-out EPE
 against no registration, network -> refined, CT case 28 0.898 -> 0.788 (all ten CT cases 0.893 -> 0.877),
@@ -94,10 +104,11 @@ refinement's scaling removal (:attr:`RefineOptions.remove_scaling`) offsets only
 class RefineOptions:
     """The instance refinement of a predicted displacement (``BSAFusionCore.refinement``).
 
-    A smooth correction of the network's field, fitted to one pair by maximising the normalised-gradient-
-    field similarity of the fixed and the warped moving image under a Gaussian prior. Defaults chosen on the
-    held-out CT case 28 (docs/training.md, "Twenty-first session"); ``remove_scaling`` added in the
-    twenty-third session.
+    A smooth correction of the network's field, fitted to one pair by maximising a similarity of the fixed
+    and the warped moving image (``similarity``: normalised gradient fields, or local correlation with the
+    MRI mapped to the moving modality) under a Gaussian prior. Defaults chosen on the held-out CT case 28
+    (docs/training.md, "Twenty-first session"); ``remove_scaling`` added in the twenty-third session,
+    ``similarity`` in the twenty-fourth.
     """
 
     iterations: int = 100
@@ -107,6 +118,7 @@ class RefineOptions:
     grid_spacing: int = 4  # pixels between the correction's control points
     edge_noise: float = 1.0  # NGF's edge threshold, as a multiple of the fixed image's mean gradient
     remove_scaling: bool = True  # take out the result's scaling about the fixed head's centre (see refinement)
+    similarity: str | None = None  # one of REFINE_SIMILARITIES; None: the modality's (REFINE_SIMILARITY)
 
     def __post_init__(self) -> None:
         for name in ("iterations", "grid_spacing"):
@@ -117,6 +129,13 @@ class RefineOptions:
                 raise ValueError(f"refinement {name} must be positive, got {getattr(self, name)}")
         if self.prior_weight < 0:
             raise ValueError(f"refinement prior_weight must not be negative, got {self.prior_weight}")
+        if self.similarity is not None and self.similarity not in REFINE_SIMILARITIES:
+            raise ValueError(f"refinement similarity must be one of {', '.join(REFINE_SIMILARITIES)}, "
+                             f"got {self.similarity!r}")
+
+    def similarity_for(self, modality: str | None) -> str:
+        """The similarity to fit with: the one named, else the modality's (NGF where it is not known)."""
+        return self.similarity or REFINE_SIMILARITY.get(modality or "", "ngf")
 
 
 def refine_options(refine: bool | RefineOptions) -> RefineOptions | None:

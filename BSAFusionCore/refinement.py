@@ -42,6 +42,14 @@ HEAD_THRESHOLD = 0.05
 """The fixed image's head: above this intensity (of [0, 1]), closed by 3 px and its holes filled."""
 HEAD_TAPER_SIGMA = 4.0
 """Pixels of Gaussian blur of the head mask: how gradually the removed scaling fades outside the head."""
+MAPPED_BINS = 24
+"""The ``mapped`` similarity's intensity bins of the fixed head (equal counts of its pixels)."""
+MAPPED_BLUR_SIGMA = 4.0
+"""Pixels of Gaussian blur of each bin's map: the moving modality's resolution (a PET's, a SPECT's)."""
+LNCC_RADIUS = 4
+"""Half the side of the local correlation's square window, in pixels."""
+LNCC_POOL = 2
+"""The local correlation is taken on both images averaged over 2 x 2 pixels (a PET is blurred further)."""
 
 
 def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
@@ -72,6 +80,51 @@ def ngf_distance(fixed: tuple[Tensor, Tensor], moving: Tensor, edge_noise: Tenso
     return 1 - ((fixed[0] * mx + fixed[1] * my) ** 2).mean(dim=(1, 2, 3))
 
 
+def _box_sum(images: Tensor, radius: int) -> Tensor:
+    """Sum over a (2 radius + 1)-pixel square around each pixel (zero outside the image), by running sums."""
+    side = 2 * radius + 1
+    rows = F.pad(images, (radius + 1, radius)).cumsum(-1)
+    rows = rows[..., side:] - rows[..., :-side]
+    columns = F.pad(rows, (0, 0, radius + 1, radius)).cumsum(-2)
+    return columns[..., side:, :] - columns[..., :-side, :]
+
+
+def lncc_distance(fixed: Tensor, moving: Tensor, radius: int = LNCC_RADIUS) -> Tensor:
+    """Per slice: 1 - the mean squared local correlation of ``fixed`` and ``moving`` (N, 1, H, W) over square
+    windows (their parts inside the image). Lowest when the two images agree up to a local linear change of
+    intensity; flat regions add 1."""
+    count = _box_sum(torch.ones_like(fixed[:1]), radius)
+    mean = _box_sum(torch.cat((fixed, moving, fixed * fixed, moving * moving, fixed * moving), 1), radius) / count
+    mf, mm, ff, mm2, fm = mean.unbind(1)
+    covariance = fm - mf * mm
+    squared = covariance**2 / ((ff - mf**2) * (mm2 - mm**2) + 1e-4)
+    return 1 - squared.mean(dim=(1, 2))
+
+
+def mapped_fixed(fixed: Tensor, moving: Tensor, head: Tensor) -> Tensor:
+    """``fixed`` (N, 1, H, W) mapped to the intensities of ``moving`` (on the same grid, roughly aligned),
+    slice by slice: the fixed head's pixels fall into :data:`MAPPED_BINS` bins of equal count (the outside is one
+    more), each bin's map is blurred by :data:`MAPPED_BLUR_SIGMA`, and the moving image is fitted, by least
+    squares, as a sum of these maps. A lookup of tissue (as the MRI's intensity tells it) to the moving
+    modality's intensity at that modality's resolution; its few values are not moved by a misalignment of
+    a few pixels."""
+    mapped = torch.empty_like(fixed)
+    for index in range(fixed.shape[0]):
+        image, inside = fixed[index, 0], head[index, 0] > 0
+        values = image[inside]
+        bins = torch.zeros_like(image, dtype=torch.long)
+        if values.numel() > MAPPED_BINS:
+            edges = torch.quantile(values, torch.linspace(0, 1, MAPPED_BINS + 1, device=image.device)[1:-1])
+            bins = torch.where(inside, torch.bucketize(image, edges) + 1, bins)
+        maps = gaussian_blur(F.one_hot(bins, MAPPED_BINS + 1).permute(2, 0, 1)[None].float(), MAPPED_BLUR_SIGMA)
+        design = maps[0].flatten(1).double()  # (bins, pixels)
+        target = moving[index, 0].flatten().double()
+        normal = design @ design.T + 1e-6 * torch.eye(design.shape[0], dtype=design.dtype, device=design.device)
+        lookup = torch.linalg.solve(normal, design @ target)
+        mapped[index, 0] = (lookup @ design).view_as(image).to(fixed.dtype)
+    return mapped.clamp(0, 1)
+
+
 def head_masks(fixed: Tensor) -> Tensor:
     """(N, 1, H, W) float masks of the head in each fixed slice (N, 1, H, W) in [0, 1]: the pixels above
     :data:`HEAD_THRESHOLD`, closed by 3 px, holes filled."""
@@ -99,14 +152,19 @@ def remove_scaling(displacement: Tensor, head: Tensor) -> Tensor:
 
 
 def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
-                        options: RefineOptions | None = None, cancel: CancelFlag | None = None) -> Tensor:
+                        options: RefineOptions | None = None, cancel: CancelFlag | None = None, *,
+                        modality: str | None = None) -> Tensor:
     """The displacement (N, 2, H, W, pixels) refined for the pair ``fixed`` (N, 1, H, W) and ``moving``
-    (N, 1, H, W; the luminance of a colour image), both in [0, 1] on one grid. Inputs are not modified."""
+    (N, 1, H, W; the luminance of a colour image), both in [0, 1] on one grid; ``modality`` (the moving
+    image's) picks the similarity where ``options`` names none. Inputs are not modified."""
     options = options or RefineOptions()
     if fixed.shape[1] != 1 or moving.shape[1] != 1:
         raise ValueError(f"refinement takes one-channel images, got {tuple(fixed.shape)} and {tuple(moving.shape)}")
     n, _, height, width = fixed.shape
-    head = head_masks(fixed) if options.remove_scaling else None
+    similarity = options.similarity_for(modality)
+    head = head_masks(fixed) if options.remove_scaling or similarity == "mapped" else None
+    if similarity == "mapped":
+        fixed = mapped_fixed(fixed.detach().float(), warp_image(moving.detach().float(), displacement.float()), head)
     with torch.inference_mode(False), torch.enable_grad():
         # blurred once before warping: the correction is smooth, so blur-then-warp ~ warp-then-blur
         fixed = gaussian_blur(fixed.detach().float(), EDGE_BLUR_SIGMA)
@@ -115,6 +173,7 @@ def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
         gx, gy = _gradients(fixed)
         edge_noise = options.edge_noise * torch.cat((gx.abs(), gy.abs()), 1).mean(dim=(1, 2, 3))
         fixed_edges = _unit_gradients(fixed, edge_noise)
+        fixed_coarse = F.avg_pool2d(fixed, LNCC_POOL)
         spacing = options.grid_spacing
         grid = (max(2, math.ceil(height / spacing)), max(2, math.ceil(width / spacing)))
         sigma = options.smoothness * (height + width) / 2 / spacing  # in control points
@@ -129,14 +188,19 @@ def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
         for iteration in range(options.iterations):
             if iteration % 20 == 0:
                 check_cancel(cancel)
-            distance = ngf_distance(fixed_edges, warp_image(moving, field()), edge_noise)
+            warped = warp_image(moving, field())
+            if similarity == "mapped":
+                distance = lncc_distance(fixed_coarse, F.avg_pool2d(warped, LNCC_POOL), LNCC_RADIUS // LNCC_POOL)
+            else:
+                distance = ngf_distance(fixed_edges, warped, edge_noise)
             prior = options.prior_weight * (noise**2).sum(dim=(1, 2, 3)) / (2 * height * width)
             optimiser.zero_grad(set_to_none=True)
             (distance + prior).sum().backward()
             optimiser.step()
         with torch.no_grad():
             refined = field()
-            if head is not None:
+            if options.remove_scaling:
                 refined = remove_scaling(refined, head)
-    log.debug("refined %d slices: mean correction %.3f px", n, float((refined - start).norm(dim=1).mean()))
+    log.debug("refined %d slices (%s): mean correction %.3f px", n, similarity,
+              float((refined - start).norm(dim=1).mean()))
     return refined.to(displacement.dtype)

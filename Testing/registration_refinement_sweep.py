@@ -41,8 +41,13 @@ def options_from(settings: list[str]) -> RefineOptions:
     values = {}
     for setting in settings:
         name, _, value = setting.partition("=")
-        kind = type(getattr(defaults, name))
-        values[name] = value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        default = getattr(defaults, name)
+        if default is None:  # an optional choice (the similarity): given as text
+            values[name] = value.strip()
+        elif isinstance(default, bool):
+            values[name] = value.strip().lower() in ("1", "true", "yes")
+        else:
+            values[name] = type(default)(value)
     return dataclasses.replace(defaults, **values)
 
 
@@ -53,7 +58,7 @@ def sweep_case(model, cases: list[EvalCase], options: RefineOptions, against_lab
     target = torch.cat([channels_first(luminance(c.label)) for c in cases]) if against_label else fixed
     moving_luminance = torch.cat([channels_first(luminance(c.moving)) for c in cases])
     started = time.perf_counter()
-    refined = refine_displacement(target, moving_luminance, network, options)
+    refined = refine_displacement(target, moving_luminance, network, options, modality=model.modality)
     seconds = time.perf_counter() - started
     truth = np.stack([c.truth for c in cases])
     return {"slices": len(cases), "none": float(np.linalg.norm(truth, axis=-1).mean()),
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
              for key in ("none", "network", "refined", "seconds_per_slice")}
     summary = {"weights": args.weights, "seed": args.seed, "aligned_pairs": args.aligned_pairs,
                "against_label": args.against_label,
-               "options": dataclasses.asdict(options), "slices": slices,
+               "options": dataclasses.asdict(options), "similarity": options.similarity_for(model.modality),
+               "slices": slices,
                "cases_refinement_better": sum(r["refined"] < r["network"] for r in rows.values()),
                "cases": {k: {n: round(v, 4) for n, v in r.items()} for k, r in rows.items()},
                **{k: round(v, 4) for k, v in total.items()}}

@@ -13,8 +13,17 @@ import BSAFusionCore as bf
 from BSAFusionCore.errors import Cancelled, InputError
 from BSAFusionCore.evaluation.testset import channels_first
 from BSAFusionCore.examples import deform, head_phantom, smooth_displacement
+from BSAFusionCore.network import warp_image
 from BSAFusionCore.options import REFINE_MODALITIES, RefineOptions, refine_options, refine_warning
-from BSAFusionCore.refinement import _unit_gradients, head_masks, ngf_distance, refine_displacement, remove_scaling
+from BSAFusionCore.refinement import (
+    _unit_gradients,
+    head_masks,
+    lncc_distance,
+    mapped_fixed,
+    ngf_distance,
+    refine_displacement,
+    remove_scaling,
+)
 
 FAST = RefineOptions(iterations=60)
 
@@ -82,7 +91,12 @@ def test_refine_options_are_checked() -> None:
         RefineOptions(step=0)
     with pytest.raises(TypeError, match="bool or RefineOptions"):
         refine_options("yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="similarity must be one of ngf, mapped"):
+        RefineOptions(similarity="mi")
     assert refine_options(False) is None and refine_options(True) == RefineOptions()
+    chosen = [RefineOptions().similarity_for(m) for m in ("CT", "PET", "SPECT", None)]
+    assert chosen == ["ngf", "mapped", "mapped", "ngf"]
+    assert RefineOptions(similarity="ngf").similarity_for("PET") == "ngf"
     assert refine_warning(RefineOptions(), "CT") is None and refine_warning(RefineOptions(), "PET") is None
     assert "CT, PET only" in refine_warning(RefineOptions(), "SPECT")
 
@@ -138,3 +152,36 @@ def test_refinement_takes_the_scaling_out_of_its_result(deformed_ct) -> None:
     kept = refine_displacement(mri, ct, start, dataclasses.replace(FAST, remove_scaling=False))
     removed = refine_displacement(mri, ct, start, FAST)
     assert torch.allclose(removed, remove_scaling(kept, head_masks(mri)), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def deformed_pet() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As ``deformed_ct``, with the PET phantom (blurred, its own contrast) as the moving image."""
+    truth = smooth_displacement(96, magnitude=4.0, seed=1)
+    mri, pet = deform(head_phantom(96, "MRI"), truth), head_phantom(96, "PET")
+    return channels_first(mri), channels_first(pet), channels_first(truth)
+
+
+def test_local_correlation_ignores_local_contrast_and_sees_shifts() -> None:
+    mri = channels_first(head_phantom(64, "MRI"))
+    same = lncc_distance(mri, mri)  # 0.52: the phantom's flat regions count 1
+    assert torch.allclose(lncc_distance(mri, 0.7 - mri), same, atol=1e-5)  # an inverted copy: the same
+    assert float(lncc_distance(mri, torch.roll(mri, 3, dims=-1))) > float(same) + 0.1  # measured 0.77
+
+
+def test_the_mri_is_mapped_to_the_moving_modality(deformed_pet) -> None:
+    mri, pet, truth = deformed_pet
+    label = warp_image(pet, truth)  # the PET aligned with the deformed MRI
+    mapped = mapped_fixed(mri, label, head_masks(mri))
+    correlation = lambda a, b: float(torch.corrcoef(torch.stack((a.flatten(), b.flatten())))[0, 1])  # noqa: E731
+    assert correlation(mapped, label) > max(0.95, correlation(mri, label) + 0.1)  # measured 0.98 against 0.82
+    assert float(mapped.min()) >= 0 and float(mapped.max()) <= 1
+
+
+def test_the_mapped_similarity_registers_a_pet(deformed_pet) -> None:
+    mri, pet, truth = deformed_pet
+    start = torch.zeros_like(truth)
+    options = dataclasses.replace(FAST, similarity="mapped")
+    refined = refine_displacement(mri, pet, start, options)
+    assert endpoint_error(refined, truth) < 0.95 * endpoint_error(start, truth)  # measured: 2.07 -> 1.85 px
+    assert torch.equal(refine_displacement(mri, pet, start, FAST, modality="PET"), refined)  # PET's default
