@@ -91,10 +91,11 @@ def fuse_batch(model: FusionModel | str | Path, fixed: Tensor, moving: Tensor, *
     (``model.registers`` False) always take that path, which skips the registration net and gives the
     same result. ``with_warped=False`` skips returning the warped moving image (for callers that warp it
     themselves, as the volume pipeline does in 3-D). ``refine`` (True, or :class:`RefineOptions`) fits a
-    smooth correction of the network's displacement to each pair (``BSAFusionCore.refinement``; measured to
-    help CT and PET, see ``REFINE_MODALITIES``) before the fusion, which then runs on the warped moving image
-    (the second pass above); weights that do not register ignore it, and with ``zero_displacement`` it is
-    refused. ``cancel`` (e.g. a :class:`threading.Event`) stops the refinement between its iterations.
+    smooth correction of the network's displacement to each pair (``BSAFusionCore.refinement``, with the
+    similarity of the model's modality; measured to help, see ``REFINE_MODALITIES``) before the fusion,
+    which then runs on the warped moving image (the second pass above); weights that do not register
+    ignore it, and with ``zero_displacement`` it is refused. ``cancel`` (e.g. a :class:`threading.Event`)
+    stops the refinement between its iterations.
     """
     check_pair(fixed, moving)
     refinement = check_refine_request(refine, zero_displacement)

@@ -92,12 +92,11 @@ REFINE_SIMILARITY = {"CT": "ngf", "PET": "mapped", "SPECT": "mapped"}
 chosen on the held-out cases (docs/registration_refinement.md): PET case 41 ``mapped`` 0.904 x no
 registration against NGF 0.932 x; CT ``ngf`` (the MRI's intensities do not tell bone from air)."""
 
-REFINE_MODALITIES = ("CT", "PET")
-"""Modalities for which the instance refinement (:class:`RefineOptions`) is measured to help: held-out EPE
-against no registration, network -> refined, CT case 28 0.898 -> 0.788 (all ten CT cases 0.893 -> 0.877),
-PET case 41 0.959 -> 0.932; SPECT cases 9 and 21 0.989 -> 0.992, not helped (docs/registration_refinement.md).
-The moving outlines (a CT's skull, a PET's or SPECT's brain) lie inside the MRI's (the scalp), which the
-refinement's scaling removal (:attr:`RefineOptions.remove_scaling`) offsets only in part."""
+REFINE_MODALITIES = ("CT", "PET", "SPECT")
+"""Modalities for which the instance refinement (:class:`RefineOptions`, each with its
+:data:`REFINE_SIMILARITY`) is measured to help: held-out EPE against no registration, network -> refined, CT
+case 28 0.898 -> 0.788 (all ten CT cases 0.893 -> 0.877), PET case 41 0.959 -> 0.906, SPECT cases 9 and 21
+0.989 -> 0.977 (docs/registration_refinement.md). Weights of unknown modality get a warning."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,8 @@ def refine_warning(refinement: RefineOptions | None, modality: str | None) -> st
     if refinement is None or modality in REFINE_MODALITIES:
         return None
     return (f"the registration refinement is measured to help {', '.join(REFINE_MODALITIES)} only; for "
-            f"{modality or 'weights of unknown modality'} it may move the registration away from the truth")
+            f"{modality or 'weights of unknown modality'} it may move the registration away from the truth "
+            f"(it fits with {refinement.similarity_for(modality).upper()})")
 
 
 @dataclass(frozen=True)

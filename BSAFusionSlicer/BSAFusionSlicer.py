@@ -202,7 +202,7 @@ class BSAFusionSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.ctWindowComboBox.enabled = modality == "CT"
         refine_applies = modality in REFINE_MODALITIES and not self.ui.fuseOnlyCheckBox.checked
         self.ui.refineCheckBox.enabled = refine_applies
-        if not refine_applies:  # fuse-only and refine exclude each other; SPECT: measured not to help
+        if not refine_applies:  # fuse-only and refine exclude each other
             self.ui.refineCheckBox.checked = False
         self.ui.colorFusionCheckBox.enabled = modality in ("PET", "SPECT")
         self.ui.colormapComboBox.enabled = modality in ("PET", "SPECT")

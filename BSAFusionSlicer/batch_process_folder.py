@@ -46,7 +46,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fuse-only", action="store_true",
                         help="no in-plane registration by the network (volumes aligned after --prealign)")
     parser.add_argument("--refine", action="store_true",
-                        help="refine the network's in-plane registration of each slice (CT, PET; ~0.5 s per slice)")
+                        help="refine the network's in-plane registration of each slice (~0.5 s per slice)")
     parser.add_argument("--ct-window", choices=CT_WINDOW_CHOICES, default=DEFAULTS.ct_window)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)

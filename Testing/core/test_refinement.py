@@ -98,7 +98,8 @@ def test_refine_options_are_checked() -> None:
     assert chosen == ["ngf", "mapped", "mapped", "ngf"]
     assert RefineOptions(similarity="ngf").similarity_for("PET") == "ngf"
     assert refine_warning(RefineOptions(), "CT") is None and refine_warning(RefineOptions(), "PET") is None
-    assert "CT, PET only" in refine_warning(RefineOptions(), "SPECT")
+    assert refine_warning(RefineOptions(), "SPECT") is None
+    assert "CT, PET, SPECT only; for weights of unknown modality" in refine_warning(RefineOptions(), None)
 
 
 def test_fuse_batch_refines_before_it_fuses(small_model, deformed_ct) -> None:
