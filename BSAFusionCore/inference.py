@@ -148,7 +148,7 @@ def _fuse_checked(model: FusionModel, fixed: Tensor, moving: Tensor, zero_displa
         if refine is not None:  # at the working size: the registration's may be coarser
             moving_w = resize_image(source[:, :1], (size, size))
             flow = refine_displacement(fixed_w, moving_w, resize_flow(flow, (size, size)), refine, cancel,
-                                           modality=model.modality)
+                                       modality=model.modality)
         displacement = resize_flow(flow, shape)
         moved = warp_image(source, displacement)
         fused_w, _ = _run_network(model, fixed_w, resize_image(moved[:, :1], (size, size)), register=False)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -151,6 +152,18 @@ def remove_scaling(displacement: Tensor, head: Tensor) -> Tensor:
     return displacement - scale * offset * gaussian_blur(head, HEAD_TAPER_SIGMA)
 
 
+def _similarity_distance(similarity: str, fixed: Tensor, edge_noise_factor: float) -> Callable[[Tensor], Tensor]:
+    """The per-slice distance of a warped moving image to ``fixed`` (blurred) under ``similarity``, with what
+    depends on the fixed image alone computed once."""
+    if similarity == "mapped":
+        fixed_coarse = F.avg_pool2d(fixed, LNCC_POOL)
+        return lambda warped: lncc_distance(fixed_coarse, F.avg_pool2d(warped, LNCC_POOL), LNCC_RADIUS // LNCC_POOL)
+    gx, gy = _gradients(fixed)
+    edge_noise = edge_noise_factor * torch.cat((gx.abs(), gy.abs()), 1).mean(dim=(1, 2, 3))
+    fixed_edges = _unit_gradients(fixed, edge_noise)
+    return lambda warped: ngf_distance(fixed_edges, warped, edge_noise)
+
+
 def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
                         options: RefineOptions | None = None, cancel: CancelFlag | None = None, *,
                         modality: str | None = None) -> Tensor:
@@ -170,10 +183,7 @@ def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
         fixed = gaussian_blur(fixed.detach().float(), EDGE_BLUR_SIGMA)
         moving = gaussian_blur(moving.detach().float(), EDGE_BLUR_SIGMA)
         start = displacement.detach().float().clone()
-        gx, gy = _gradients(fixed)
-        edge_noise = options.edge_noise * torch.cat((gx.abs(), gy.abs()), 1).mean(dim=(1, 2, 3))
-        fixed_edges = _unit_gradients(fixed, edge_noise)
-        fixed_coarse = F.avg_pool2d(fixed, LNCC_POOL)
+        distance_to_fixed = _similarity_distance(similarity, fixed, options.edge_noise)
         spacing = options.grid_spacing
         grid = (max(2, math.ceil(height / spacing)), max(2, math.ceil(width / spacing)))
         sigma = options.smoothness * (height + width) / 2 / spacing  # in control points
@@ -188,11 +198,7 @@ def refine_displacement(fixed: Tensor, moving: Tensor, displacement: Tensor,
         for iteration in range(options.iterations):
             if iteration % 20 == 0:
                 check_cancel(cancel)
-            warped = warp_image(moving, field())
-            if similarity == "mapped":
-                distance = lncc_distance(fixed_coarse, F.avg_pool2d(warped, LNCC_POOL), LNCC_RADIUS // LNCC_POOL)
-            else:
-                distance = ngf_distance(fixed_edges, warped, edge_noise)
+            distance = distance_to_fixed(warp_image(moving, field()))
             prior = options.prior_weight * (noise**2).sum(dim=(1, 2, 3)) / (2 * height * width)
             optimiser.zero_grad(set_to_none=True)
             (distance + prior).sum().backward()
