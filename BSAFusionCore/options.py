@@ -89,7 +89,7 @@ and the MRI mapped to the moving modality's intensities (a lookup of the MRI's i
 the pair: ``BSAFusionCore.refinement.mapped_fixed``)."""
 REFINE_SIMILARITY = {"CT": "ngf", "PET": "mapped", "SPECT": "mapped"}
 """The similarity :class:`RefineOptions` uses for each modality when it names none (NGF for unknown weights),
-chosen on the held-out cases (docs/registration_refinement.md): PET case 41 ``mapped`` 0.904 x no
+chosen on the held-out cases (docs/registration_refinement.md): PET case 41 ``mapped`` 0.906 x no
 registration against NGF 0.932 x; CT ``ngf`` (the MRI's intensities do not tell bone from air)."""
 
 REFINE_MODALITIES = ("CT", "PET", "SPECT")
